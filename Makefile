@@ -1,0 +1,31 @@
+# Two set-up commands for a fresh machine (see README.md):
+#   make run    the daemon on the quickstart manifest, with an embedded local Caterva2 server
+#   make test   lint and the whole test suite against a real local Caterva2 server
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PLUGINS = $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml $(PLUGINS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/cat2sync run examples/configs/quickstart.toml
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check cat2sync tests plugins benchmarks examples
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet 'caterva2[clients]>=2026.9.2,<2027'
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,42 @@
+"""cat2sync: keep Blosc2/HDF5 array data flowing between lab machines and Caterva2 servers."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .client import Client, Dataset, File, Group, RemotePath, Root
+from .errors import (
+    AuthenticationError,
+    BadRequest,
+    Cat2Error,
+    ManifestError,
+    NotFound,
+    PermissionDenied,
+    RemoteError,
+    ServerError,
+    Timeout,
+    TransportError,
+)
+
+try:
+    __version__ = version("cat2sync")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequest",
+    "Cat2Error",
+    "Client",
+    "Dataset",
+    "File",
+    "Group",
+    "ManifestError",
+    "NotFound",
+    "PermissionDenied",
+    "RemoteError",
+    "RemotePath",
+    "Root",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "__version__",
+]

@@ -1,0 +1,222 @@
+"""The ``cat2sync`` command: argument parsing, exit codes and human output.
+
+Exit codes: 0 success, 1 something failed (``once``), 2 bad usage or manifest.
+Explained errors print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import Cat2Error, ManifestError, StateLockedError
+from .manifest import Manifest, load_manifest, starter_manifest
+from .state import StateStore
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("cat2sync")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                           "level": record.levelname.lower(), "logger": record.name,
+                           "message": record.getMessage()})
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                           "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request at INFO; keep the daemon's log about files, not requests.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cat2sync",
+        description="Keep Blosc2/HDF5 data flowing between local folders and Caterva2 servers.")
+    parser.add_argument("--version", action="version", version=f"cat2sync {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override the manifest's daemon.log_level")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        help="text for people (default), json for log collectors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground until SIGINT/SIGTERM",
+                         description="Reconcile every rule, then watch the folders and keep "
+                         "the server in step; logs one 'ready' line once the watches are armed.")
+    run.add_argument("manifest", type=Path)
+
+    once = sub.add_parser("once", help="one full pass of every rule, then exit",
+                          description="Exit code 1 when any file failed.")
+    once.add_argument("manifest", type=Path)
+
+    validate = sub.add_parser("validate", help="check a manifest and exit")
+    validate.add_argument("manifest", type=Path)
+
+    status = sub.add_parser("status", help="per rule: last pass, pending files, last error")
+    status.add_argument("manifest", type=Path)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    init = sub.add_parser("init", help="write a starter manifest")
+    init.add_argument("--server", help="server URL (default: an embedded local server)")
+    init.add_argument("--username", help="login for the server")
+    init.add_argument("--upload", action="append", default=[], metavar="LOCAL:REMOTE",
+                      help="watch LOCAL and upload into REMOTE (repeatable)")
+    init.add_argument("--subscribe", action="append", default=[], metavar="REMOTE:LOCAL",
+                      help="mirror REMOTE into LOCAL (repeatable)")
+    init.add_argument("-o", "--output", type=Path, default=Path("cat2sync.toml"),
+                      help="where to write it (default: cat2sync.toml; '-' for stdout)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def _load(path: Path) -> Manifest:
+    return load_manifest(path)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    print(f"{args.manifest}: ok ({len(manifest.uploads)} upload, "
+          f"{len(manifest.subscriptions)} subscribe, {len(manifest.lazyexprs)} lazyexpr rules)")
+    return EXIT_OK
+
+
+def _make_daemon(manifest: Manifest, args: argparse.Namespace) -> Any:
+    from .daemon import Daemon  # imports numpy/blosc2/httpx: only for commands that sync
+
+    _setup_logging(args.log_level or manifest.daemon.log_level,
+                   args.log_format or manifest.daemon.log_format)
+    return Daemon(manifest)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    daemon = _make_daemon(manifest, args)
+    stop = lambda *_: daemon.stop()  # noqa: E731
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        daemon.run()
+    finally:
+        log.info("stopping")
+        daemon.close()
+    log.info("stopped; state saved in %s", manifest.daemon.state_dir)
+    return EXIT_OK
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    daemon = _make_daemon(manifest, args)
+    try:
+        failures = daemon.once()
+    finally:
+        daemon.close()
+    if failures:
+        print(f"cat2sync: {failures} file(s) failed; see the log above", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _status_of(manifest: Manifest) -> dict[str, Any]:
+    db = manifest.daemon.state_dir / "state.db"
+    rules = [r.name for r in manifest.uploads] + [r.name for r in manifest.subscriptions]
+    if not db.exists():
+        return {"state_dir": str(manifest.daemon.state_dir),
+                "rules": {name: {"last_pass": None, "pending": 0, "last_error": None}
+                          for name in rules}}
+    store = StateStore(manifest.daemon.state_dir, readonly=True)
+    try:
+        out: dict[str, Any] = {}
+        for name in rules:
+            st = store.rule_status(name)
+            errors = [p for p in st.pending if p.last_error]
+            out[name] = {
+                "last_pass": _iso(st.last_finished),
+                "pass_error": st.last_error,
+                "pending": len(st.pending),
+                "pending_files": [p.relpath for p in st.pending[:20]],
+                "last_error": errors[-1].last_error if errors else st.last_error,
+            }
+    finally:
+        store.close()
+    return {"state_dir": str(manifest.daemon.state_dir), "rules": out}
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                                     time.localtime(stamp))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    report = _status_of(manifest)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for name, st in report["rules"].items():
+        print(f"{name}: last pass {st['last_pass'] or 'never'}, {st['pending']} pending"
+              + (f", last error: {st['last_error']}" if st["last_error"] else ""))
+    return EXIT_OK
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    left, sep, right = text.rpartition(":") if text.startswith("@") else text.partition(":")
+    if not sep or not left or not right:
+        raise ManifestError(flag, "", f"expected A:B, got {text!r}")
+    return left, right
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    text = starter_manifest(
+        server=args.server, username=args.username,
+        uploads=[_pair(u, "--upload") for u in args.upload],
+        subscriptions=[_pair(s, "--subscribe") for s in args.subscribe])
+    if str(args.output) == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    if args.output.exists() and not args.force:
+        print(f"cat2sync: {args.output} exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_USAGE
+    args.output.write_text(text)
+    print(f"wrote {args.output}; check it with: cat2sync validate {args.output}")
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _cmd_run, "once": _cmd_once, "validate": _cmd_validate,
+             "status": _cmd_status, "init": _cmd_init}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ManifestError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except StateLockedError as exc:
+        print(f"cat2sync: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Cat2Error as exc:
+        print(f"cat2sync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,9 @@
+"""The Caterva2 client API (a drop-in for ``caterva2.Client``), built on httpx."""
+
+from ._client import Client
+from ._objects import Dataset, File, Group, Root
+from ._paths import RemotePath
+from ._transport import Credentials, TransferStats
+
+__all__ = ["Client", "Credentials", "Dataset", "File", "Group", "RemotePath", "Root",
+           "TransferStats"]

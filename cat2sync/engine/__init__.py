@@ -1,0 +1,1 @@
+"""The sync engine: local scans, upload decisions and transfers, mirror passes."""

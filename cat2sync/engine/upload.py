@@ -1,0 +1,344 @@
+"""The upload side of a rule: local files → remote folder.
+
+A file is sent whole the first time (under a temporary name, then moved into place, so
+readers never see half a dataset), as new rows when a ``.b2nd`` only grew, as a
+server-side move when it was renamed locally, and removed remotely only when the rule
+allows deletions and the pass stays under the deletion cap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from ..client import Client
+from ..errors import BadRequest, Cat2Error, NotFound
+from ..events import Event, EventKind, EventSink
+from ..manifest import UploadRule
+from ..state import Shipped, StateStore
+from .arrays import ARRAY_SUFFIXES, Layout, layout_of, open_array, rows_frame
+from .localtree import TEMP_PREFIX, Matcher, scan
+
+__all__ = ["FileChanged", "NotReady", "ReconcileResult", "UploadEngine"]
+
+log = logging.getLogger(__name__)
+
+#: At most this many bytes of rows go into one append request.
+_APPEND_BYTES = 64 * 2**20
+
+
+class NotReady(Cat2Error):
+    """The file is not complete yet (does not open as a Blosc2 container)."""
+
+
+class FileChanged(Cat2Error):
+    """The file changed while it was being sent; it will be sent again once settled."""
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    """What a full pass found: files to send, and what it did about vanished ones."""
+
+    to_send: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    moved: int = 0
+    removed: int = 0
+    refused: str | None = None  # why deletions were refused, if they were
+
+
+def _same_file(st: os.stat_result, rec: Shipped) -> bool:
+    return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+class UploadEngine:
+    """Runs one ``[[upload]]`` rule against one server."""
+
+    def __init__(self, rule: UploadRule, client: Client, state: StateStore,
+                 emit: EventSink) -> None:
+        self.rule = rule
+        self.client = client
+        self.state = state
+        self.emit = emit
+        self.matcher = Matcher(rule.include, rule.exclude)
+        # Moves and removals are decided against a consistent view of the records.
+        self._structure = threading.Lock()
+
+    # -- paths -----------------------------------------------------------------
+
+    def remote_for(self, relpath: str) -> str:
+        return f"{self.rule.remote}/{relpath}"
+
+    def local_for(self, relpath: str) -> Path:
+        return self.rule.local / relpath
+
+    def wants(self, relpath: str) -> bool:
+        return self.matcher(relpath)
+
+    def relpath_of(self, path: Path) -> str | None:
+        """``path`` relative to the rule folder, or None when it is outside it."""
+        try:
+            rel = path.relative_to(self.rule.local)
+        except ValueError:
+            return None
+        return rel.as_posix()
+
+    def is_current(self, relpath: str, st: os.stat_result) -> bool:
+        rec = self.state.get_shipped(self.rule.name, relpath)
+        return rec is not None and _same_file(st, rec)
+
+    # -- one file --------------------------------------------------------------
+
+    def sync_file(self, relpath: str) -> Event | None:
+        """Bring the remote copy of ``relpath`` up to date; returns what happened.
+
+        :raises NotReady: an array file does not open yet.
+        :raises FileChanged: the file changed during the transfer.
+        :raises RemoteError: the server failed; the caller retries later.
+        """
+        path = self.local_for(relpath)
+        try:
+            st = path.stat() if self.rule.follow_symlinks else path.lstat()
+        except FileNotFoundError:
+            return None  # deleted meanwhile: the next pass decides about the remote copy
+        if not path.is_file() or (path.is_symlink() and not self.rule.follow_symlinks):
+            return None
+        rec = self.state.get_shipped(self.rule.name, relpath)
+        if rec is not None and _same_file(st, rec):
+            self.state.done_pending(self.rule.name, relpath)
+            return None
+        if rec is None:
+            moved = self._move_if_renamed(relpath, st)
+            if moved is not None:
+                return moved
+        started = time.monotonic()
+        sent_before = self.client.stats.bytes_sent
+        event = self._send(relpath, path, st, rec)
+        return Event(kind=event.kind, rule=event.rule, path=event.path, remote=event.remote,
+                     rows=event.rows, bytes=self.client.stats.bytes_sent - sent_before,
+                     seconds=time.monotonic() - started)
+
+    def _send(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped | None) -> Event:
+        suffix = path.suffix.lower()
+        if suffix not in ARRAY_SUFFIXES:
+            return self._upload_whole(relpath, path, st, layout=None)
+        try:
+            obj = open_array(path)
+        except Exception as exc:  # blosc2 raises plain RuntimeError/ValueError on damage
+            raise NotReady(f"does not open as a Blosc2 container yet ({exc})") from exc
+        layout = self._layout(obj) if suffix == ".b2nd" and self.rule.append else None
+        if layout is not None and rec is not None and rec.kind == "array":
+            appended = self._try_append(relpath, path, st, rec, obj, layout)
+            if appended is not None:
+                return appended
+        return self._upload_whole(relpath, path, st, layout=layout)
+
+    @staticmethod
+    def _layout(obj: Any) -> Layout | None:
+        if not isinstance(obj, blosc2.NDArray) or obj.ndim == 0:
+            return None
+        return layout_of(obj)
+
+    def _check_unchanged(self, path: Path, st: os.stat_result) -> None:
+        try:
+            now = path.stat()
+        except FileNotFoundError as exc:
+            raise FileChanged("vanished during the transfer") from exc
+        if now.st_size != st.st_size or now.st_mtime_ns != st.st_mtime_ns:
+            raise FileChanged("changed during the transfer")
+
+    def _record(self, relpath: str, st: os.stat_result, layout: Layout | None,
+                confirm: int | None) -> None:
+        self.state.put_shipped(Shipped(
+            rule=self.rule.name, relpath=relpath, remote=self.remote_for(relpath),
+            kind="array" if layout is not None else "file", size=st.st_size,
+            mtime_ns=st.st_mtime_ns, dev=st.st_dev, inode=st.st_ino,
+            shape=layout.shape if layout else None, dtype=layout.dtype if layout else None,
+            chunks=layout.chunks if layout else None, digests=layout.digests if layout else None,
+            tail_digest=layout.tail_digest if layout else None,
+        ), confirm=confirm)
+
+    def _upload_whole(self, relpath: str, path: Path, st: os.stat_result,
+                      layout: Layout | None) -> Event:
+        remote = self.remote_for(relpath)
+        final = PurePosixPath(remote)
+        if final.suffix:
+            # Upload beside the target, then move: the server writes uploads in place.
+            tmp = str(final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
+            entry = self.state.journal_begin(self.rule.name, relpath, "upload", tmp)
+            self.client.upload(path, tmp)
+            self._check_unchanged(path, st)
+            self.client.move(tmp, remote)
+        else:
+            # A name without suffix is a folder to the server's move: upload in place.
+            entry = None
+            self.client.upload(path, remote)
+            self._check_unchanged(path, st)
+        self._record(relpath, st, layout, confirm=entry)
+        rows = layout.shape[0] if layout else None
+        return Event(kind=EventKind.UPLOADED, rule=self.rule.name, path=relpath, remote=remote,
+                     rows=rows)
+
+    # -- appends ---------------------------------------------------------------
+
+    def _try_append(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped,
+                    arr: Any, layout: Layout) -> Event | None:
+        """Send only the new rows, or return None when a whole upload is needed."""
+        sent_rows = rec.shape[0] if rec.shape else 0
+        grew = (layout.dtype == rec.dtype and layout.chunks == rec.chunks
+                and rec.shape is not None and layout.shape[1:] == rec.shape[1:]
+                and layout.shape[0] > sent_rows)
+        if not grew:
+            return None
+        prefix = layout_of(arr, sent_rows)
+        if (prefix.digests, prefix.tail_digest) != (rec.digests, rec.tail_digest):
+            return None  # earlier rows changed: only a whole upload is right
+        remote = self.remote_for(relpath)
+        cursor = self._remote_cursor(remote, arr, sent_rows, layout.shape[0])
+        if cursor is None:
+            return None
+        total = layout.shape[0]
+        row_bytes = max(1, arr.dtype.itemsize * int(_prod(arr.shape[1:])))
+        step = max(1, _APPEND_BYTES // row_bytes)
+        while cursor < total:
+            stop = min(total, cursor + step)
+            entry = self.state.journal_begin(self.rule.name, relpath, "append", remote,
+                                             cursor, stop)
+            new_shape = self.client.append(remote, rows_frame(arr, cursor, stop))
+            if new_shape[0] != stop:
+                raise BadRequest(f"append ended at {new_shape[0]} rows, expected {stop}",
+                                 path=remote)
+            self.state.journal_done(entry)
+            cursor = stop
+        self._check_unchanged(path, st)
+        self._record(relpath, st, layout, confirm=None)
+        return Event(kind=EventKind.APPENDED, rule=self.rule.name, path=relpath, remote=remote,
+                     rows=total - sent_rows)
+
+    def _remote_cursor(self, remote: str, arr: Any, sent_rows: int, total: int) -> int | None:
+        """Rows the server already has, or None when it is not our prefix any more.
+
+        The server's append is not idempotent: after a lost response or a crash the
+        rows may already be there. The remote shape is the cursor, and rows beyond
+        what we recorded are compared with the local ones before they are trusted.
+        """
+        try:
+            info, _ = self.client.stat(remote)
+        except NotFound:
+            return None
+        shape = info.get("shape")
+        if not shape or tuple(shape[1:]) != tuple(arr.shape[1:]):
+            return None
+        have = int(shape[0])
+        if have == sent_rows:
+            return have
+        if not sent_rows < have <= total:
+            return None
+        theirs = self.client.fetch(remote, slice(sent_rows, have))
+        return have if np.array_equal(theirs, arr[sent_rows:have]) else None
+
+    # -- renames and deletions -------------------------------------------------
+
+    def _move_if_renamed(self, relpath: str, st: os.stat_result) -> Event | None:
+        """A new path that is a shipped file under its old name becomes a remote move."""
+        with self._structure:
+            for twin in self.state.shipped_by_inode(self.rule.name, *_identity(st)):
+                if twin.relpath == relpath or not _same_file(st, twin):
+                    continue
+                if self.local_for(twin.relpath).exists():
+                    continue  # a hard link, or the old name came back: not a rename
+                new_remote = self.remote_for(relpath)
+                if not PurePosixPath(new_remote).suffix:
+                    return None  # the server would read the target as a folder: re-upload
+                try:
+                    self.client.move(twin.remote, new_remote)
+                except NotFound:
+                    self.state.delete_shipped(self.rule.name, twin.relpath)
+                    return None  # the remote copy is gone: upload again
+                self.state.rename_shipped(twin, relpath, new_remote)
+                return Event(kind=EventKind.MOVED, rule=self.rule.name, path=relpath,
+                             remote=new_remote, message=f"renamed from {twin.relpath}")
+        return None
+
+    def reconcile(self) -> ReconcileResult:
+        """A full pass: find files to send, turn renames into moves, apply deletions."""
+        result = ReconcileResult()
+        if not self.rule.local.is_dir():
+            result.refused = f"local folder {self.rule.local} is missing"
+            return result
+        local = dict(scan(self.rule.local, self.matcher,
+                          follow_symlinks=self.rule.follow_symlinks))
+        records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
+        for relpath, st in local.items():
+            rec = records.get(relpath)
+            if rec is not None and _same_file(st, rec):
+                continue
+            if rec is None and self._move_if_renamed(relpath, st) is not None:
+                result.moved += 1
+                continue
+            result.to_send.append((relpath, st))
+        records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
+        vanished = [r for p, r in records.items() if p not in local]
+        if vanished:
+            self._handle_vanished(vanished, total=len(records), local_count=len(local),
+                                  result=result)
+        return result
+
+    def _handle_vanished(self, vanished: list[Shipped], *, total: int, local_count: int,
+                         result: ReconcileResult) -> None:
+        if not self.rule.delete:
+            return
+        cap = max(1, int(self.rule.max_delete * total))
+        if local_count == 0:
+            result.refused = (f"the local folder is empty but {total} files were shipped "
+                              "(unmounted?): no remote file removed")
+        elif len(vanished) > cap:
+            result.refused = (f"{len(vanished)} of {total} shipped files vanished, more than "
+                              f"max_delete allows ({cap}): no remote file removed")
+        if result.refused:
+            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
+                            remote=self.rule.remote, message=result.refused))
+            return
+        with self._structure:
+            for rec in vanished:
+                if self.local_for(rec.relpath).exists():
+                    continue  # came back meanwhile
+                with contextlib.suppress(NotFound):  # already gone remotely: just forget it
+                    self.client.remove(rec.remote)
+                self.state.delete_shipped(self.rule.name, rec.relpath)
+                result.removed += 1
+                self.emit(Event(kind=EventKind.REMOVED, rule=self.rule.name, path=rec.relpath,
+                                remote=rec.remote))
+
+    def cleanup_journal(self) -> None:
+        """Remove temporary remote files left by an upload that was interrupted."""
+        for entry in self.state.journal(self.rule.name):
+            if entry.op == "upload":
+                try:
+                    self.client.remove(entry.remote)
+                except NotFound:
+                    pass
+                except Cat2Error as exc:
+                    log.warning("%s: cannot remove leftover %s: %s", self.rule.name,
+                                entry.remote, exc)
+                    continue
+            self.state.journal_done(entry.id)
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out

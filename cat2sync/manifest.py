@@ -1,0 +1,1193 @@
+"""Load and validate a cat2sync manifest (TOML) into frozen dataclasses.
+
+The manifest says which local folders are uploaded where, which remote folders are
+mirrored locally, which lazy expressions are kept on the server, and how to reach the
+Caterva2 server(s). Validation is strict on purpose: a daemon that runs unattended for
+weeks must refuse a typo at start-up rather than silently ignore a key.
+
+Every problem raises :class:`~cat2sync.errors.ManifestError` whose ``str()`` is one
+line naming the file as the user gave it and the key path, e.g.::
+
+    cat2sync.toml: upload[0].settle: expected a duration like "2s", got "soon"
+
+Nothing else escapes :func:`load_manifest`. Secrets (passwords) never appear in a
+message. The format is documented for operators in ``docs/manifest.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+import tomli_w
+from apscheduler.triggers.cron import CronTrigger
+
+from .durations import parse_duration, parse_fraction
+from .errors import ManifestError
+
+__all__ = [
+    "REQUIRED",
+    "DaemonConfig",
+    "LazyExprRule",
+    "Manifest",
+    "PluginsConfig",
+    "Rule",
+    "ServerConfig",
+    "SettingSpec",
+    "SubscribeRule",
+    "TransformSpec",
+    "UploadRule",
+    "load_manifest",
+    "parse_duration",
+    "starter_manifest",
+]
+
+DEFAULT_SERVER: Final = "default"
+DEFAULT_INCLUDE: Final = ("**/*",)
+DEFAULT_SUBSCRIBE_EVERY: Final = 300.0
+STATE_DIR_NAME: Final = ".cat2sync"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
+MAX_CONCURRENCY: Final = 64
+
+_EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def _empty_mapping() -> Mapping[str, Any]:
+    return _EMPTY_MAPPING
+
+
+class _Sentinel(enum.Enum):
+    REQUIRED = "REQUIRED"
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+#: ``SettingSpec.default`` for a plugin setting that has no default and must be given.
+REQUIRED: Final = _Sentinel.REQUIRED
+_MISSING: Final = _Sentinel.MISSING
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingSpec:
+    """What a plugin accepts in its ``[plugins.NAME]`` table, one per key.
+
+    :param type: accepted Python type(s) of the TOML value (``str``, ``int``, ``float``,
+        ``bool``, ``list``, ``dict``; ``float`` also accepts integers; ``pathlib.Path``
+        accepts a string and resolves it against the manifest's folder).
+    :param default: used when the key is absent; :data:`REQUIRED` means it must be given.
+    :param description: one line for the docs and ``--help`` style listings.
+    """
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransformSpec:
+    """A transform applied to arrays in transit: ``"float32"`` or ``{name = "scale", ...}``."""
+
+    name: str
+    # hash=False keeps rules hashable although a mappingproxy is not (Python 3.11).
+    params: Mapping[str, Any] = field(default_factory=_empty_mapping, hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    """The ``[daemon]`` table. ``state_dir`` defaults to ``.cat2sync`` beside the manifest."""
+
+    state_dir: Path
+    log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    rescan: float = 600.0
+    retry_max: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """One Caterva2 server. ``url is None`` means the embedded local server.
+
+    ``password_file`` is the resolved path when the password came from a file; with
+    ``load_manifest(check_paths=False)`` an unreadable file leaves ``password`` None.
+    """
+
+    name: str
+    url: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    timeout: float = 30.0
+    verify: bool | str = True
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the daemon must start a local Caterva2 server for this entry."""
+        return self.url is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadRule:
+    """An ``[[upload]]`` rule: keep a remote folder up to date with a local folder."""
+
+    name: str
+    local: Path
+    remote: str
+    server: str = DEFAULT_SERVER
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
+    settle: float = 2.0
+    append: bool = True
+    delete: bool = False
+    max_delete: float = 0.5
+    follow_symlinks: bool = False
+    concurrency: int = 4
+    transforms: tuple[TransformSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeRule:
+    """A ``[[subscribe]]`` rule: mirror a remote folder into a local folder.
+
+    Exactly one of ``every`` (seconds) and ``cron`` (5-field crontab) is set by the
+    loader; a rule with neither in the manifest polls every 300 s.
+    """
+
+    name: str
+    remote: str
+    local: Path
+    server: str = DEFAULT_SERVER
+    every: float | None = None
+    cron: str | None = None
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
+    delete: bool = False
+    max_delete: float = 0.5
+    concurrency: int = 8
+    transforms: tuple[TransformSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LazyExprRule:
+    """A ``[[lazyexpr]]`` rule: a lazy expression kept as a dataset on the server."""
+
+    name: str
+    expression: str
+    operands: Mapping[str, str] = field(default_factory=_empty_mapping, hash=False)
+    server: str = DEFAULT_SERVER
+    path: str | None = None
+    refresh: Literal["on-change", "every"] = "on-change"
+    every: float | None = None
+
+    @property
+    def destination(self) -> str:
+        """The dataset the expression is stored as (``path`` or ``@personal/<name>.b2nd``)."""
+        return self.path if self.path is not None else f"@personal/{self.name}.b2nd"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginsConfig:
+    """The ``[plugins]`` table: disabled plugin names and per-plugin settings."""
+
+    disable: tuple[str, ...] = ()
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty_mapping)
+
+
+Rule: TypeAlias = UploadRule | SubscribeRule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    """A validated manifest. All local paths are absolute and resolved."""
+
+    path: Path
+    source: str
+    base_dir: Path
+    daemon: DaemonConfig
+    servers: Mapping[str, ServerConfig]
+    uploads: tuple[UploadRule, ...] = ()
+    subscriptions: tuple[SubscribeRule, ...] = ()
+    lazyexprs: tuple[LazyExprRule, ...] = ()
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+
+    def rules(self) -> Iterator[Rule]:
+        """All upload rules, then all subscribe rules, in manifest order."""
+        yield from self.uploads
+        yield from self.subscriptions
+
+    def server_for(self, rule: UploadRule | SubscribeRule | LazyExprRule) -> ServerConfig:
+        """The server a rule talks to (the loader guarantees that it exists)."""
+        return self.servers[rule.server]
+
+
+# --------------------------------------------------------------------------- value helpers
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROOT = re.compile(r"@[A-Za-z0-9_-]+")
+_IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*")
+# "$${" is an escaped literal "${"; "${NAME}" is a variable; a lone "${" is an error.
+_INTERPOLATION = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_MAX_SHOWN = 60
+
+
+def _join(prefix: str, key: str) -> str:
+    """Key path ``prefix.key``; keys that are not TOML bare keys are quoted."""
+    shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+    return f"{prefix}.{shown}" if prefix else shown
+
+
+def _kind(value: object) -> str:
+    """The TOML type of a value, with an article, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, _dt.date | _dt.time):
+        return "a date/time"
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    """A short one-line rendering of a (non-secret) bad value for an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        # json.dumps escapes newlines and control characters: messages stay one line.
+        shown = json.dumps(value, ensure_ascii=False)
+        return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 2] + '..."'
+    if isinstance(value, int | float):
+        return repr(value)
+    return _kind(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _safe_name_problem(name: str) -> str | None:
+    if not _SAFE_NAME.fullmatch(name) or ".." in name or name == ".":
+        return (
+            f"expected a plain name (letters, digits, '_', '-', '.'; no '/' or '..'), "
+            f"got {_show(name)}"
+        )
+    return None
+
+
+def _remote_path_problem(text: str, *, min_segments: int = 1) -> str | None:
+    """Why ``text`` is not an acceptable remote path, or None.
+
+    :param min_segments: how many path segments (the root included) are required.
+    """
+    expected = 'expected a remote path like "@personal/folder"'
+    if not text:
+        return f"{expected}, got an empty string"
+    if "\\" in text:
+        return f"{expected} with '/' separators, got {_show(text)}"
+    if text.startswith("/"):
+        return f"{expected} (no leading '/'), got {_show(text)}"
+    segments = text.split("/")
+    if not _ROOT.fullmatch(segments[0]):
+        return f"{expected} starting with a root (@public, @personal, @shared), got {_show(text)}"
+    for segment in segments[1:]:
+        if segment in ("", ".", ".."):
+            return f"{expected} (no empty, '.' or '..' segments), got {_show(text)}"
+        if any(ord(char) < 0x20 for char in segment):
+            return f"{expected} (no control characters), got {_show(text)}"
+    if len(segments) < min_segments:
+        return f'expected a remote path below a root like "{segments[0]}/name", got {_show(text)}'
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is not an http(s) server URL, or None. Never echoes credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.username is not None:
+        return "credentials must not be written in the URL; use username and password"
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        return f'expected "embedded" or an http:// or https:// URL, got {_show(url)}'
+    return None
+
+
+# --------------------------------------------------------------------------- loader
+
+
+class _Section:
+    """A TOML table being validated, with typed getters that fail with its key path."""
+
+    def __init__(self, loader: _Loader, data: Mapping[str, Any], prefix: str) -> None:
+        self.loader = loader
+        self.data = data
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return _join(self.prefix, name)
+
+    def fail(self, name: str, message: str) -> ManifestError:
+        return ManifestError(self.loader.source, self.key(name), message)
+
+    def check_keys(self, allowed: Sequence[str]) -> None:
+        for name in self.data:
+            if name not in allowed:
+                expected = ", ".join(sorted(allowed))
+                raise self.fail(name, f"unknown key (expected one of: {expected})")
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, *, required: bool = False) -> Any:
+        if name in self.data:
+            return self.data[name]
+        if required:
+            raise self.fail(name, "missing required key")
+        return _MISSING
+
+    def string(self, name: str, *, required: bool = False, secret: bool = False) -> str | None:
+        """A non-empty string, or None when absent and not required."""
+        value = self.raw(name, required=required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str):
+            shown = _kind(value) if secret else _show(value)
+            raise self.fail(name, f"expected a string, got {shown}")
+        if not value.strip():
+            raise self.fail(name, "must not be empty")
+        return value
+
+    def required_string(self, name: str) -> str:
+        value = self.string(name, required=True)
+        assert value is not None  # required=True never returns None
+        return value
+
+    def choice(self, name: str, choices: Sequence[str], default: str) -> str:
+        value = self.string(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            expected = ", ".join(f'"{choice}"' for choice in choices)
+            raise self.fail(name, f"expected one of {expected}, got {_show(value)}")
+        return value.lower()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(name, f"expected a boolean, got {_show(value)}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"expected an integer, got {_show(value)}")
+        if not low <= value <= high:
+            raise self.fail(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def duration(self, name: str, default: float | None, *, positive: bool) -> float | None:
+        """Seconds; ``positive`` rejects 0 (intervals), else 0 is allowed (delays)."""
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str | int | float):
+            raise self.fail(name, f'expected a duration like "2s", got {_show(value)}')
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(name, _one_line(str(exc))) from None
+        if positive and seconds <= 0:
+            raise self.fail(name, f"must be greater than 0, got {_show(value)}")
+        return seconds
+
+    def required_duration(self, name: str, default: float, *, positive: bool) -> float:
+        seconds = self.duration(name, default, positive=positive)
+        assert seconds is not None  # a non-None default is returned when absent
+        return seconds
+
+    def fraction(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str | int | float):
+            raise self.fail(
+                name,
+                f'expected a fraction between 0 and 1 or a percentage like "50%", '
+                f"got {_show(value)}",
+            )
+        try:
+            return parse_fraction(value)
+        except ValueError as exc:
+            raise self.fail(name, _one_line(str(exc))) from None
+
+    def string_list(
+        self, name: str, default: tuple[str, ...], *, allow_empty: bool
+    ) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, list):
+            raise self.fail(name, f"expected an array of strings, got {_show(value)}")
+        if not value and not allow_empty:
+            raise self.fail(name, "must not be empty")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.index_fail(name, index, f"expected a string, got {_show(item)}")
+            if not item.strip():
+                raise self.index_fail(name, index, "must not be empty")
+        return tuple(value)
+
+    def subtable(self, name: str) -> _Section | None:
+        value = self.raw(name)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(name, f"expected a table, got {_show(value)}")
+        return _Section(self.loader, value, self.key(name))
+
+    def index_fail(self, name: str, index: int, message: str) -> ManifestError:
+        return ManifestError(self.loader.source, f"{self.key(name)}[{index}]", message)
+
+
+_TOP_KEYS: Final = ("daemon", "server", "servers", "upload", "subscribe", "lazyexpr", "plugins")
+_DAEMON_KEYS: Final = ("state_dir", "log_level", "log_format", "rescan", "retry_max")
+_SERVER_KEYS: Final = ("url", "username", "password", "password_file", "timeout", "verify")
+_UPLOAD_KEYS: Final = (
+    "name",
+    "local",
+    "remote",
+    "server",
+    "include",
+    "exclude",
+    "settle",
+    "append",
+    "delete",
+    "max_delete",
+    "follow_symlinks",
+    "concurrency",
+    "transforms",
+)
+_SUBSCRIBE_KEYS: Final = (
+    "name",
+    "root",
+    "remote",
+    "local",
+    "server",
+    "every",
+    "cron",
+    "include",
+    "exclude",
+    "delete",
+    "max_delete",
+    "concurrency",
+    "transforms",
+)
+_LAZYEXPR_KEYS: Final = ("name", "expression", "operands", "server", "path", "refresh", "every")
+_REFRESH_MODES: Final = ("on-change", "every")
+
+
+class _Loader:
+    """Turns a parsed TOML document into a :class:`Manifest`, failing on the first problem."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        env: Mapping[str, str],
+        plugin_settings: Mapping[str, Mapping[str, SettingSpec]] | None,
+        check_paths: bool,
+    ) -> None:
+        self.source = source
+        self.path = Path(source).absolute()
+        # The folder is resolved (symlinks, "..") but the file itself is not: relative
+        # paths are relative to where the operator sees the manifest.
+        self.base_dir = self.path.parent.resolve()
+        self.env = env
+        self.plugin_settings = plugin_settings
+        self.check_paths = check_paths
+
+    def fail(self, key: str, message: str) -> ManifestError:
+        return ManifestError(self.source, key, message)
+
+    # -- whole document
+
+    def load(self, document: Mapping[str, Any]) -> Manifest:
+        top = _Section(self, document, "")
+        top.check_keys(_TOP_KEYS)
+        daemon_section = top.subtable("daemon") or _Section(self, {}, "daemon")
+        daemon = self.daemon(daemon_section)
+        servers = self.servers(top)
+        uploads = tuple(
+            self.upload(section, servers) for section in self.array_of_tables(top, "upload")
+        )
+        subscriptions = tuple(
+            self.subscribe(section, servers) for section in self.array_of_tables(top, "subscribe")
+        )
+        lazyexprs = tuple(
+            self.lazyexpr(section, servers) for section in self.array_of_tables(top, "lazyexpr")
+        )
+        # Overlaps first: two rules on the same folder also share a default name, and
+        # "overlaps" says more than "duplicate name".
+        labelled = self.labelled_rules(uploads, subscriptions)
+        self.check_overlaps(labelled)
+        self.check_state_dir(daemon.state_dir, labelled)
+        self.check_unique_names(uploads, subscriptions, lazyexprs)
+        self.check_unique_destinations(lazyexprs)
+        plugins = self.plugins(top.subtable("plugins"))
+        return Manifest(
+            path=self.path,
+            source=self.source,
+            base_dir=self.base_dir,
+            daemon=daemon,
+            servers=MappingProxyType(servers),
+            uploads=uploads,
+            subscriptions=subscriptions,
+            lazyexprs=lazyexprs,
+            plugins=plugins,
+        )
+
+    def array_of_tables(self, top: _Section, name: str) -> list[_Section]:
+        value = top.raw(name)
+        if value is _MISSING:
+            return []
+        if not isinstance(value, list):
+            raise top.fail(name, f"expected an array of tables ([[{name}]]), got {_show(value)}")
+        sections = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise top.index_fail(name, index, f"expected a table, got {_show(item)}")
+            sections.append(_Section(self, item, f"{name}[{index}]"))
+        return sections
+
+    # -- local paths
+
+    def resolve(self, section: _Section, name: str, text: str) -> Path:
+        """``text`` as an absolute resolved path; relative to the manifest's folder."""
+        try:
+            return (self.base_dir / Path(text).expanduser()).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop (3.11)
+            raise section.fail(name, f"cannot resolve path {_show(text)}: {exc}") from None
+
+    def local_folder(self, section: _Section, *, must_exist: bool) -> tuple[str, Path]:
+        """The ``local`` key: text as written and the resolved folder."""
+        text = section.required_string("local")
+        folder = self.resolve(section, "local", text)
+        if self.check_paths:
+            if must_exist and not folder.exists():
+                raise section.fail("local", f"folder does not exist: {folder}")
+            if folder.exists() and not folder.is_dir():
+                raise section.fail("local", f"not a folder: {folder}")
+        return text, folder
+
+    # -- [daemon]
+
+    def daemon(self, section: _Section) -> DaemonConfig:
+        section.check_keys(_DAEMON_KEYS)
+        state_text = section.string("state_dir")
+        state_dir = (
+            self.resolve(section, "state_dir", state_text)
+            if state_text is not None
+            else self.base_dir / STATE_DIR_NAME
+        )
+        log_format = section.choice("log_format", LOG_FORMATS, "text")
+        return DaemonConfig(
+            state_dir=state_dir,
+            log_level=section.choice("log_level", LOG_LEVELS, "info"),
+            log_format="json" if log_format == "json" else "text",
+            rescan=section.required_duration("rescan", 600.0, positive=True),
+            retry_max=section.required_duration("retry_max", 300.0, positive=True),
+        )
+
+    # -- [server] / [servers.NAME]
+
+    def servers(self, top: _Section) -> dict[str, ServerConfig]:
+        if top.has("server") and top.has("servers"):
+            raise top.fail(
+                "servers", "cannot be combined with [server]; use [servers.default] instead"
+            )
+        single = top.subtable("server")
+        if single is not None:
+            return {DEFAULT_SERVER: self.server(single, DEFAULT_SERVER)}
+        many = top.subtable("servers")
+        if many is None:
+            return {DEFAULT_SERVER: ServerConfig(name=DEFAULT_SERVER)}
+        if not many.data:
+            raise top.fail("servers", "no servers defined (add a [servers.NAME] table)")
+        servers = {}
+        for name in many.data:
+            problem = _safe_name_problem(name)
+            if problem is not None:
+                raise many.fail(name, problem)
+            table = many.subtable(name)
+            assert table is not None  # the key exists
+            servers[name] = self.server(table, name)
+        return servers
+
+    def interpolate(self, section: _Section, name: str, text: str) -> str:
+        """Expand ``${VAR}`` from the environment; ``$${`` is a literal ``${``."""
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            variable = match.group(1)
+            if variable is None or not _ENV_NAME.fullmatch(variable):
+                # The text is not shown: it may be part of a password.
+                raise section.fail(
+                    name, 'invalid "${...}" reference (write "$${" for a literal "${")'
+                )
+            if variable not in self.env:
+                raise section.fail(name, f"environment variable {variable} is not set")
+            return self.env[variable]
+
+        return _INTERPOLATION.sub(replace, text)
+
+    def server_string(self, section: _Section, name: str, *, secret: bool = False) -> str | None:
+        """A server-table string after interpolation; None when absent."""
+        text = section.string(name, secret=secret)
+        if text is None:
+            return None
+        value = self.interpolate(section, name, text)
+        if not value.strip():
+            raise section.fail(name, "is empty after ${...} interpolation")
+        return value
+
+    def server(self, section: _Section, name: str) -> ServerConfig:
+        section.check_keys(_SERVER_KEYS)
+        url = self.server_string(section, "url")
+        if url == "embedded":
+            url = None
+        elif url is not None:
+            problem = _url_problem(url)
+            if problem is not None:
+                raise section.fail("url", problem)
+        username = self.server_string(section, "username")
+        password, password_file = self.server_password(section)
+        has_password = section.has("password") or section.has("password_file")
+        if username is not None and not has_password:
+            raise section.fail("username", "needs a password or password_file")
+        if username is None and has_password:
+            which = "password" if section.has("password") else "password_file"
+            raise section.fail(which, "needs a username")
+        return ServerConfig(
+            name=name,
+            url=url,
+            username=username,
+            password=password,
+            password_file=password_file,
+            timeout=section.required_duration("timeout", 30.0, positive=True),
+            verify=self.server_verify(section),
+        )
+
+    def server_password(self, section: _Section) -> tuple[str | None, Path | None]:
+        if section.has("password") and section.has("password_file"):
+            raise section.fail("password_file", "give either password or password_file, not both")
+        password = self.server_string(section, "password", secret=True)
+        if password is not None:
+            return password, None
+        file_text = self.server_string(section, "password_file")
+        if file_text is None:
+            return None, None
+        password_file = self.resolve(section, "password_file", file_text)
+        try:
+            content = password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            if not self.check_paths:
+                return None, password_file  # linting elsewhere: the file lives on the lab PC
+            reason = exc.strerror or type(exc).__name__
+            raise section.fail("password_file", f"cannot read {password_file}: {reason}") from None
+        except UnicodeDecodeError:
+            raise section.fail("password_file", f"not UTF-8 text: {password_file}") from None
+        password = content.rstrip("\r\n")
+        if not password:
+            raise section.fail("password_file", f"file is empty: {password_file}")
+        return password, password_file
+
+    def server_verify(self, section: _Section) -> bool | str:
+        value = section.raw("verify")
+        if value is _MISSING:
+            return True
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            raise section.fail(
+                "verify",
+                f"expected true, false or a CA bundle file path, got {_show(value)}",
+            )
+        text = self.server_string(section, "verify")
+        assert text is not None  # the key exists
+        bundle = self.resolve(section, "verify", text)
+        if self.check_paths and not bundle.is_file():
+            raise section.fail("verify", f"CA bundle file not found: {bundle}")
+        return str(bundle)
+
+    # -- rules
+
+    def rule_server(self, section: _Section, servers: Mapping[str, ServerConfig]) -> str:
+        name = section.string("server") or DEFAULT_SERVER
+        if name not in servers:
+            defined = ", ".join(sorted(servers))
+            raise section.fail("server", f'no server named "{name}" (defined: {defined})')
+        return name
+
+    def remote(
+        self, section: _Section, name: str, *, required: bool = True, min_segments: int = 1
+    ) -> str | None:
+        text = section.string(name, required=required)
+        if text is None:
+            return None
+        problem = _remote_path_problem(text, min_segments=min_segments)
+        if problem is not None:
+            raise section.fail(name, problem)
+        return text
+
+    def rule_name(self, section: _Section, default: str) -> str:
+        name = section.string("name")
+        if name is None:
+            return default
+        if any(ord(char) < 0x20 for char in name):
+            raise section.fail("name", f"must not contain control characters, got {_show(name)}")
+        return name
+
+    def transforms(self, section: _Section) -> tuple[TransformSpec, ...]:
+        value = section.raw("transforms")
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            raise section.fail("transforms", f"expected an array of transforms, got {_show(value)}")
+        return tuple(self.transform(section, index, item) for index, item in enumerate(value))
+
+    def transform(self, section: _Section, index: int, item: object) -> TransformSpec:
+        key = f"{section.key('transforms')}[{index}]"
+        if isinstance(item, str):
+            if not item.strip():
+                raise self.fail(key, "must not be empty")
+            return TransformSpec(name=item)
+        if not isinstance(item, dict):
+            raise self.fail(
+                key,
+                f'expected a transform name or a table like {{name = "scale"}}, got {_show(item)}',
+            )
+        inline = _Section(self, item, key)
+        name = inline.required_string("name")
+        params = {param: param_value for param, param_value in item.items() if param != "name"}
+        return TransformSpec(name=name, params=MappingProxyType(params))
+
+    def upload(self, section: _Section, servers: Mapping[str, ServerConfig]) -> UploadRule:
+        section.check_keys(_UPLOAD_KEYS)
+        local_text, local = self.local_folder(section, must_exist=True)
+        remote = self.remote(section, "remote")
+        assert remote is not None  # required
+        return UploadRule(
+            name=self.rule_name(section, f"upload:{local_text}"),
+            local=local,
+            remote=remote,
+            server=self.rule_server(section, servers),
+            include=section.string_list("include", DEFAULT_INCLUDE, allow_empty=False),
+            exclude=section.string_list("exclude", (), allow_empty=True),
+            settle=section.required_duration("settle", 2.0, positive=False),
+            append=section.boolean("append", True),
+            delete=section.boolean("delete", False),
+            max_delete=section.fraction("max_delete", 0.5),
+            follow_symlinks=section.boolean("follow_symlinks", False),
+            concurrency=section.integer("concurrency", 4, 1, MAX_CONCURRENCY),
+            transforms=self.transforms(section),
+        )
+
+    def subscribe(self, section: _Section, servers: Mapping[str, ServerConfig]) -> SubscribeRule:
+        section.check_keys(_SUBSCRIBE_KEYS)
+        if section.has("root") and section.has("remote"):
+            raise section.fail("remote", "give either root or remote (an alias), not both")
+        remote_key = "remote" if section.has("remote") else "root"
+        remote = self.remote(section, remote_key)
+        assert remote is not None  # required
+        _, local = self.local_folder(section, must_exist=False)
+        every, cron = self.schedule(section)
+        return SubscribeRule(
+            name=self.rule_name(section, f"subscribe:{remote}"),
+            remote=remote,
+            local=local,
+            server=self.rule_server(section, servers),
+            every=every,
+            cron=cron,
+            include=section.string_list("include", DEFAULT_INCLUDE, allow_empty=False),
+            exclude=section.string_list("exclude", (), allow_empty=True),
+            delete=section.boolean("delete", False),
+            max_delete=section.fraction("max_delete", 0.5),
+            concurrency=section.integer("concurrency", 8, 1, MAX_CONCURRENCY),
+            transforms=self.transforms(section),
+        )
+
+    def schedule(self, section: _Section) -> tuple[float | None, str | None]:
+        every = section.duration("every", None, positive=True)
+        cron = section.string("cron")
+        if every is not None and cron is not None:
+            raise section.fail("cron", "give either every or cron, not both")
+        if cron is None:
+            return (every if every is not None else DEFAULT_SUBSCRIBE_EVERY), None
+        try:
+            # A fixed timezone: validation must not depend on the host's tz database.
+            CronTrigger.from_crontab(cron, timezone=_dt.UTC)
+        except ValueError as exc:
+            message = _one_line(str(exc))
+            raise section.fail(
+                "cron", f'invalid crontab {_show(cron)} (like "*/5 * * * *"): {message}'
+            ) from None
+        return None, cron
+
+    def lazyexpr(self, section: _Section, servers: Mapping[str, ServerConfig]) -> LazyExprRule:
+        section.check_keys(_LAZYEXPR_KEYS)
+        name = section.required_string("name")
+        problem = _safe_name_problem(name)
+        if problem is not None:
+            raise section.fail("name", problem)
+        expression = section.required_string("expression")
+        operands = self.operands(section, expression)
+        server = self.rule_server(section, servers)
+        path = self.remote(section, "path", required=False, min_segments=2)
+        if path is not None and not path.endswith(".b2nd"):
+            raise section.fail(
+                "path", f'expected a dataset path ending in ".b2nd", got {_show(path)}'
+            )
+        refresh, every = self.refresh(section)
+        return LazyExprRule(
+            name=name,
+            expression=expression,
+            operands=MappingProxyType(operands),
+            server=server,
+            path=path,
+            refresh=refresh,
+            every=every,
+        )
+
+    def operands(self, section: _Section, expression: str) -> dict[str, str]:
+        table = section.subtable("operands")
+        if table is None:
+            raise section.fail("operands", "missing required key")
+        if not table.data:
+            raise section.fail("operands", "must not be empty")
+        used = set(_IDENTIFIER.findall(expression))
+        operands = {}
+        for variable in table.data:
+            if not variable.isidentifier() or not variable.isascii():
+                raise table.fail(variable, "operand names must be identifiers like raw or dark_1")
+            path = self.remote(table, variable, min_segments=2)
+            assert path is not None  # the key exists
+            if variable not in used:
+                raise table.fail(variable, "not used in the expression")
+            operands[variable] = path
+        return operands
+
+    def refresh(self, section: _Section) -> tuple[Literal["on-change", "every"], float | None]:
+        implied = "every" if section.has("every") else "on-change"
+        mode = section.choice("refresh", _REFRESH_MODES, implied)
+        every = section.duration("every", None, positive=True)
+        if mode == "on-change":
+            if every is not None:
+                raise section.fail("every", 'cannot be combined with refresh = "on-change"')
+            return "on-change", None
+        if every is None:
+            raise section.fail("every", 'missing required key (refresh = "every" needs it)')
+        return "every", every
+
+    # -- cross-rule checks
+
+    def check_unique_names(
+        self,
+        uploads: Sequence[UploadRule],
+        subscriptions: Sequence[SubscribeRule],
+        lazyexprs: Sequence[LazyExprRule],
+    ) -> None:
+        # Names key the state store: a duplicate would make two rules share history.
+        seen: dict[str, str] = {}
+        groups: list[tuple[str, Sequence[UploadRule | SubscribeRule | LazyExprRule]]] = [
+            ("upload", uploads),
+            ("subscribe", subscriptions),
+            ("lazyexpr", lazyexprs),
+        ]
+        for kind, rules in groups:
+            for index, rule in enumerate(rules):
+                label = f"{kind}[{index}]"
+                if rule.name in seen:
+                    raise self.fail(
+                        f"{label}.name",
+                        f"duplicate rule name {_show(rule.name)} (also used by {seen[rule.name]});"
+                        " set a distinct name",
+                    )
+                seen[rule.name] = label
+
+    def check_unique_destinations(self, lazyexprs: Sequence[LazyExprRule]) -> None:
+        seen: dict[tuple[str, str], int] = {}
+        for index, rule in enumerate(lazyexprs):
+            target = (rule.server, rule.destination)
+            if target in seen:
+                raise self.fail(
+                    f"lazyexpr[{index}].path",
+                    f"{rule.destination} is already written by lazyexpr[{seen[target]}]",
+                )
+            seen[target] = index
+
+    @staticmethod
+    def labelled_rules(
+        uploads: Sequence[UploadRule], subscriptions: Sequence[SubscribeRule]
+    ) -> list[tuple[str, Path]]:
+        labelled = [(f"upload[{index}]", rule.local) for index, rule in enumerate(uploads)]
+        labelled += [(f"subscribe[{i}]", rule.local) for i, rule in enumerate(subscriptions)]
+        return labelled
+
+    def check_overlaps(self, labelled: Sequence[tuple[str, Path]]) -> None:
+        # Nested folders would feed one rule's output into another (or into itself).
+        for later, (label, folder) in enumerate(labelled):
+            for other_label, other in labelled[:later]:
+                if folder == other:
+                    relation = f"both are {folder}"
+                elif folder.is_relative_to(other):
+                    relation = f"{other} contains {folder}"
+                elif other.is_relative_to(folder):
+                    relation = f"{folder} contains {other}"
+                else:
+                    continue
+                raise self.fail(f"{label}.local", f"overlaps {other_label}.local ({relation})")
+
+    def check_state_dir(self, state_dir: Path, labelled: Sequence[tuple[str, Path]]) -> None:
+        # The daemon writes its database there: it must never be synced itself.
+        for label, folder in labelled:
+            if state_dir.is_relative_to(folder):
+                raise self.fail(
+                    "daemon.state_dir",
+                    f"{state_dir} lies inside {label}.local ({folder}); move it elsewhere",
+                )
+            if folder.is_relative_to(state_dir):
+                raise self.fail(f"{label}.local", f"lies inside daemon.state_dir ({state_dir})")
+
+    # -- [plugins]
+
+    def plugins(self, section: _Section | None) -> PluginsConfig:
+        if section is None:
+            return PluginsConfig(settings=MappingProxyType(self.default_plugin_settings(set())))
+        disable = section.string_list("disable", (), allow_empty=True)
+        known = self.plugin_settings
+        if known is not None:
+            for index, name in enumerate(disable):
+                if name not in known:
+                    raise section.index_fail("disable", index, f"unknown plugin {_show(name)}")
+        settings: dict[str, Mapping[str, Any]] = {}
+        for name in section.data:
+            if name == "disable":
+                continue
+            table = section.raw(name)
+            if not isinstance(table, dict):
+                raise section.fail(name, f"expected a table [plugins.{name}], got {_show(table)}")
+            if known is None:
+                settings[name] = MappingProxyType(dict(table))
+            elif name not in known:
+                raise section.fail(name, "unknown plugin")
+            else:
+                plugin = _Section(self, table, section.key(name))
+                settings[name] = MappingProxyType(self.plugin_table(plugin, known[name]))
+        settings.update(self.default_plugin_settings(set(settings)))
+        return PluginsConfig(disable=disable, settings=MappingProxyType(settings))
+
+    def default_plugin_settings(self, configured: set[str]) -> dict[str, Mapping[str, Any]]:
+        """Defaults for known plugins without a table (only when nothing is required)."""
+        defaults: dict[str, Mapping[str, Any]] = {}
+        for name, specs in (self.plugin_settings or {}).items():
+            if name in configured or any(spec.default is REQUIRED for spec in specs.values()):
+                continue
+            defaults[name] = MappingProxyType({key: spec.default for key, spec in specs.items()})
+        return defaults
+
+    def plugin_table(self, section: _Section, specs: Mapping[str, SettingSpec]) -> dict[str, Any]:
+        section.check_keys(tuple(specs))
+        values: dict[str, Any] = {}
+        for key, spec in specs.items():
+            value = section.raw(key)
+            if value is _MISSING:
+                if spec.default is REQUIRED:
+                    raise section.fail(key, "missing required setting")
+                values[key] = spec.default
+            else:
+                values[key] = self.plugin_value(section, key, value, spec)
+        return values
+
+    def plugin_value(self, section: _Section, key: str, value: Any, spec: SettingSpec) -> Any:
+        types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+        if isinstance(value, bool):
+            accepted = bool in types  # bool is an int subclass, but never a number here
+        elif isinstance(value, int) and float in types and int not in types:
+            return float(value)
+        elif isinstance(value, str) and Path in types and str not in types:
+            return self.resolve(section, key, value)
+        else:
+            accepted = isinstance(value, types)
+        if not accepted:
+            expected = " or ".join(_TYPE_NAMES.get(kind, kind.__name__) for kind in types)
+            raise section.fail(key, f"expected {expected}, got {_show(value)}")
+        return value
+
+
+_TYPE_NAMES: Final[Mapping[type, str]] = MappingProxyType(
+    {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+        Path: "a path",
+    }
+)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _read_document(source: str) -> dict[str, Any]:
+    try:
+        raw = Path(source).read_bytes()
+    except OSError as exc:
+        raise ManifestError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        # utf-8-sig: tolerate the byte-order mark some Windows editors write.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            source, "", f"invalid TOML: not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(source, "", f"invalid TOML: {_one_line(str(exc))}") from None
+
+
+def load_manifest(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    plugin_settings: Mapping[str, Mapping[str, SettingSpec]] | None = None,
+    check_paths: bool = True,
+) -> Manifest:
+    """Read and validate a manifest.
+
+    :param path: the manifest file; error messages name it exactly as given.
+    :param env: variables for ``${VAR}`` interpolation (default: ``os.environ``).
+    :param plugin_settings: plugin name -> accepted settings of every installed plugin;
+        when given, ``[plugins.NAME]`` tables are validated and defaults filled in.
+    :param check_paths: check that upload folders (and password/CA files) exist; turn
+        off to lint a manifest on a machine other than the one it is meant for.
+    :raises ManifestError: the only exception raised; its message is one line.
+    """
+    source = os.fspath(path)
+    loader = _Loader(
+        source,
+        env=os.environ if env is None else env,
+        plugin_settings=plugin_settings,
+        check_paths=check_paths,
+    )
+    try:
+        return loader.load(_read_document(source))
+    except ManifestError:
+        raise
+    except Exception as exc:  # a bug in here must still reach the user as one line
+        message = _one_line(f"cannot load ({type(exc).__name__}: {exc})")
+        raise ManifestError(source, "", message) from exc
+
+
+def starter_manifest(
+    *,
+    server: str | None,
+    username: str | None,
+    uploads: Sequence[tuple[str, str]],
+    subscriptions: Sequence[tuple[str, str]],
+) -> str:
+    """TOML text of a minimal valid manifest, for ``cat2sync init``.
+
+    :param server: server URL; None or ``"embedded"`` for the embedded local server.
+    :param username: login; the password is then read from ``$CAT2_PASSWORD``.
+    :param uploads: ``(local folder, remote folder)`` pairs.
+    :param subscriptions: ``(remote folder, local folder)`` pairs (data flows left to right).
+    :raises ValueError: an argument would make an invalid manifest.
+    """
+    _check_starter_arguments(server, username, uploads, subscriptions)
+    server_table: dict[str, Any] = {"url": _escape_interpolation(server or "embedded")}
+    if username is not None:
+        server_table["username"] = _escape_interpolation(username)
+        server_table["password"] = "${CAT2_PASSWORD}"
+    lines = [
+        "# cat2sync manifest, written by `cat2sync init`.",
+        "# Every key is described in docs/manifest.md.",
+    ]
+    if username is not None:
+        lines.append("# The password is read from the CAT2_PASSWORD environment variable")
+        lines.append('# (or replace it with password_file = "path/to/file").')
+    sections = [_toml_section("[server]", server_table)]
+    sections += [
+        _toml_section("[[upload]]", {"local": local, "remote": remote}) for local, remote in uploads
+    ]
+    sections += [
+        _toml_section("[[subscribe]]", {"root": remote, "local": local, "every": "5m"})
+        for remote, local in subscriptions
+    ]
+    return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+def _toml_section(header: str, table: Mapping[str, Any]) -> str:
+    # tomli_w writes short arrays of tables inline; operators expect [[upload]] blocks,
+    # so each block is written separately (tomli_w still quotes every value).
+    return f"{header}\n{tomli_w.dumps(dict(table))}"
+
+
+def _escape_interpolation(text: str) -> str:
+    # A literal "${" typed at `cat2sync init` must not turn into a variable reference.
+    return text.replace("${", "$${")
+
+
+def _check_starter_arguments(
+    server: str | None,
+    username: str | None,
+    uploads: Sequence[tuple[str, str]],
+    subscriptions: Sequence[tuple[str, str]],
+) -> None:
+    checks: list[tuple[str, str | None]] = []
+    if server is not None and server != "embedded":
+        checks.append((f"server {_show(server)}", _url_problem(server)))
+    if username is not None and not username.strip():
+        checks.append(("username", "must not be empty"))
+    for local, remote in uploads:
+        checks.append((f"upload {_show(local)}", None if local.strip() else "empty local folder"))
+        checks.append((f"upload {_show(local)}", _remote_path_problem(remote)))
+    for remote, local in subscriptions:
+        checks.append((f"subscribe {_show(remote)}", _remote_path_problem(remote)))
+        checks.append(
+            (f"subscribe {_show(remote)}", None if local.strip() else "empty local folder")
+        )
+    for what, problem in checks:
+        if problem is not None:
+            raise ValueError(f"{what}: {problem}")
