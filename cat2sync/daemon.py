@@ -1,8 +1,9 @@
 """The daemon's lifecycle: wires manifest, state, clients, engines, watcher and scheduler.
 
-``Daemon.run()`` is ``cat2sync run``: reconcile every rule, arm the watches, then react
-to changes until stopped. ``Daemon.once()`` is ``cat2sync once``: one full pass, then
-return the number of failures.
+``Daemon.run()`` is ``cat2sync run``: reconcile every rule, arm the watches and the
+periodic jobs, then react to changes (and to edits of the manifest) until stopped.
+``Daemon.once()`` is ``cat2sync once``: one full pass of every rule, then return the
+number of failures.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import socket
 import threading
 import time
 from collections.abc import Hashable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from .client import Client
+from .engine.lazy import LazyExprEngine
+from .engine.mirror import MirrorEngine
 from .engine.queue import DueQueue
 from .engine.upload import FileChanged, NotReady, UploadEngine
-from .errors import Cat2Error
+from .errors import Cat2Error, ManifestError
 from .events import Event, EventKind, EventSink
-from .manifest import Manifest, ServerConfig, UploadRule
+from .manifest import Manifest, ServerConfig, UploadRule, load_manifest
 from .scheduler import Scheduler
 from .server import LocalServer
 from .state import StateStore
@@ -35,8 +40,11 @@ log = logging.getLogger("cat2sync")
 _NOT_READY_REPORT_AFTER = 5  # attempts before a file that does not open is reported
 _ONCE_NOT_READY_LIMIT = 3
 _RETRY_BASE = 1.0
-_DELETION_DEBOUNCE = 1.0
+_DELETION_DEBOUNCE = 1.0  # a deletion may be half of a rename: decide a moment later
+_LAZY_DEBOUNCE = 0.5  # operands often change in bursts
+_MANIFEST_POLL = 1.0
 _EMBEDDED_USER = "cat2sync@example.com"  # the server wants a dotted domain
+_CHANGED_KINDS = frozenset({EventKind.UPLOADED, EventKind.APPENDED, EventKind.MOVED})
 
 
 def _notify_systemd(state: str) -> None:
@@ -50,6 +58,22 @@ def _notify_systemd(state: str) -> None:
         sock.sendto(state.encode(), address)
 
 
+def _file_signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+_Engine = TypeVar("_Engine", UploadEngine, MirrorEngine, LazyExprEngine)
+
+
+def _unchanged(engine: _Engine | None, rule: object) -> _Engine | None:
+    """The running engine of a rule that did not change (so that its work carries on)."""
+    return engine if engine is not None and engine.rule == rule else None
+
+
 class Daemon:
     """One manifest at work.
 
@@ -60,33 +84,52 @@ class Daemon:
         self.manifest = manifest
         self._extra_emit = emit
         self.state = StateStore(manifest.daemon.state_dir)
-        self._servers: list[LocalServer] = []
+        self._servers: dict[str, LocalServer] = {}
+        self._server_cfgs: dict[str, ServerConfig] = {}
         self.clients: dict[str, Client] = {}
         self.uploads: dict[str, UploadEngine] = {}
+        self.mirrors: dict[str, MirrorEngine] = {}
+        self.lazy: dict[str, LazyExprEngine] = {}
         self.failures = 0
         self._once = False
+        self._started = False
         self._stopping = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._manifest_sig = _file_signature(manifest.path)
         self.scheduler = Scheduler()
-        workers = max([r.concurrency for r in manifest.uploads] or [1])
-        self.queue = DueQueue(self._handle, workers=workers)
+        self.queue = DueQueue(self._handle, workers=max([r.concurrency for r in
+                                                         manifest.uploads] or [1]))
         self.watcher: Watcher | None = None
         try:
-            self._connect_all()
-            for rule in manifest.uploads:
-                self.uploads[rule.name] = UploadEngine(
-                    rule, self.clients[rule.server], self.state, self.emit)
+            self._apply(manifest)
         except BaseException:
             self.close()
             raise
 
     # -- connections -----------------------------------------------------------
 
-    def _connect_all(self) -> None:
-        used = {r.server for r in self.manifest.uploads} | \
-               {r.server for r in self.manifest.subscriptions} | \
-               {r.server for r in self.manifest.lazyexprs}
+    def _apply(self, manifest: Manifest) -> None:
+        """Build (or keep) clients and engines for ``manifest``'s rules."""
+        used = ({r.server for r in manifest.uploads} | {r.server for r in manifest.subscriptions}
+                | {r.server for r in manifest.lazyexprs})
         for name in sorted(used):
-            self.clients[name] = self._connect(self.manifest.servers[name])
+            cfg = manifest.servers[name]
+            if self._server_cfgs.get(name) != cfg:
+                old = self.clients.pop(name, None)
+                if old is not None:
+                    old.close()
+                self.clients[name] = self._connect(cfg)
+                self._server_cfgs[name] = cfg
+        self.uploads = {r.name: _unchanged(self.uploads.get(r.name), r) or
+                        UploadEngine(r, self.clients[r.server], self.state, self.emit)
+                        for r in manifest.uploads}
+        self.mirrors = {r.name: _unchanged(self.mirrors.get(r.name), r) or
+                        MirrorEngine(r, self.clients[r.server], self.state, self.emit)
+                        for r in manifest.subscriptions}
+        self.lazy = {r.name: _unchanged(self.lazy.get(r.name), r) or
+                     LazyExprEngine(r, self.clients[r.server], self.emit)
+                     for r in manifest.lazyexprs}
+        self.manifest = manifest
 
     def _connect(self, cfg: ServerConfig) -> Client:
         url, username, password = cfg.url, cfg.username, cfg.password
@@ -100,9 +143,11 @@ class Daemon:
         home = self.manifest.daemon.state_dir / "server" / cfg.name
         username = cfg.username or _EMBEDDED_USER
         password = cfg.password or self._embedded_password(home)
-        server = LocalServer(home, superuser=(username, password)).start()
-        self._servers.append(server)
-        log.info("embedded Caterva2 server for %r at %s (user %s; password in %s)",
+        server = self._servers.get(cfg.name)
+        if server is None:
+            server = LocalServer(home, superuser=(username, password)).start()
+            self._servers[cfg.name] = server
+        log.info("embedded Caterva2 server %r at %s (log in as %s; password in %s)",
                  cfg.name, server.url, username, home / "password")
         return server.url, username, password
 
@@ -126,14 +171,28 @@ class Daemon:
         level = logging.WARNING if event.kind in (EventKind.FAILED, EventKind.SKIPPED) \
             else logging.INFO
         log.log(level, "%s: %s", event.rule, event.describe())
+        if event.kind in _CHANGED_KINDS and event.remote:
+            self._operand_changed(event.remote)
         if self._extra_emit is not None:
             self._extra_emit(event)
 
-    # -- passes ----------------------------------------------------------------
+    def _operand_changed(self, remote: str) -> None:
+        if self._once:
+            return  # once() computes every expression at its end anyway
+        for name, engine in self.lazy.items():
+            if engine.rule.refresh == "on-change" and engine.depends_on(remote):
+                if self._started:
+                    self.scheduler.later(f"lazy-now:{name}", _LAZY_DEBOUNCE, engine.refresh)
+                else:
+                    engine.refresh()
+
+    # -- upload passes ---------------------------------------------------------
 
     def reconcile(self, rule_name: str) -> None:
         """A full pass of an upload rule: queue what changed, apply moves and deletions."""
-        engine = self.uploads[rule_name]
+        engine = self.uploads.get(rule_name)
+        if engine is None:
+            return
         started = time.time()
         error: str | None = None
         try:
@@ -158,9 +217,8 @@ class Daemon:
         if engine is None:
             return None  # the rule left the manifest
         rule = engine.rule
-        path = engine.local_for(relpath)
         try:
-            mtime = path.stat().st_mtime
+            mtime = engine.local_for(relpath).stat().st_mtime
         except FileNotFoundError:
             self.state.done_pending(rule_name, relpath)
             return None
@@ -181,11 +239,11 @@ class Daemon:
 
     def _not_ready(self, rule: UploadRule, relpath: str, reason: str) -> float | None:
         attempts = self.state.fail_pending(rule.name, relpath, reason, 0)
-        if attempts == _NOT_READY_REPORT_AFTER or (self._once and
-                                                    attempts >= _ONCE_NOT_READY_LIMIT):
+        give_up = self._once and attempts >= _ONCE_NOT_READY_LIMIT
+        if attempts == _NOT_READY_REPORT_AFTER or give_up:
             self.emit(Event(kind=EventKind.SKIPPED, rule=rule.name, path=relpath,
                             message=reason))
-        if self._once and attempts >= _ONCE_NOT_READY_LIMIT:
+        if give_up:
             self.failures += 1
             return None
         return time.time() + self._backoff(attempts, base=max(rule.settle, 0.5))
@@ -196,38 +254,125 @@ class Daemon:
             log.debug("%s: %s", relpath, message, exc_info=exc)
             message = f"{exc.__class__.__name__}: {message}"
         attempts = self.state.fail_pending(rule.name, relpath, message, 0)
-        delay = self._backoff(attempts)
         self.emit(Event(kind=EventKind.FAILED, rule=rule.name, path=relpath,
                         remote=f"{rule.remote}/{relpath}", message=message))
         if self._once:
             self.failures += 1
             return None
-        return time.time() + delay
+        return time.time() + self._backoff(attempts)
 
     def _backoff(self, attempts: int, base: float = _RETRY_BASE) -> float:
         """Exponential backoff with jitter, capped by ``daemon.retry_max``."""
         delay = min(self.manifest.daemon.retry_max, base * 2 ** min(attempts - 1, 20))
         return float(delay * random.uniform(0.5, 1.0))
 
+    # -- mirror passes and lazy expressions ------------------------------------
+
+    def mirror_pass(self, rule_name: str) -> int:
+        """One pass of a subscription; returns the number of entries that failed."""
+        engine = self.mirrors.get(rule_name)
+        if engine is None:
+            return 0
+        started = time.time()
+        try:
+            result = engine.run_pass()
+        except Cat2Error as exc:
+            log.warning("%s: pass failed: %s", rule_name, exc)
+            self.state.record_pass(rule_name, started=started, error=str(exc))
+            return 1
+        self.state.record_pass(rule_name, started=started,
+                               error=result.errors[-1] if result.errors else None,
+                               files=result.downloaded + result.extended, nbytes=result.bytes)
+        log.info("%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
+                 "%d deleted, %d skipped, %d failed", rule_name, result.listed,
+                 result.downloaded, result.extended, result.unchanged, result.deleted,
+                 result.skipped, result.failed)
+        for remote in result.changed_remotes:
+            self._operand_changed(remote)
+        return result.failed
+
     # -- watching --------------------------------------------------------------
 
     def _on_changes(self, batch: Batch) -> None:
         for change, raw in batch:
             path = Path(raw)
-            for engine in self.uploads.values():
+            for engine in list(self.uploads.values()):
                 relpath = engine.relpath_of(path)
                 if relpath is None:
                     continue
                 if change == Change.deleted:
-                    # A deletion may be half a rename: decide in a full pass, shortly.
                     self.scheduler.later(f"vanished:{engine.rule.name}", _DELETION_DEBOUNCE,
-                                         lambda name=engine.rule.name: self.reconcile(name))
+                                         partial(self.reconcile, engine.rule.name))
                 elif engine.wants(relpath) and path.is_file():
                     self._queue_file(engine.rule, relpath, time.time())
 
     def _on_watch_failure(self, reason: str) -> None:
         for name in self.uploads:
-            self.scheduler.every(f"poll:{name}", 5.0, lambda n=name: self.reconcile(n))
+            self.scheduler.every(f"poll:{name}", 5.0, partial(self.reconcile, name))
+
+    def _arm_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.watcher = Watcher([e.rule.local for e in self.uploads.values()],
+                               self._on_changes, self._on_watch_failure)
+        self.watcher.start()
+
+    def _schedule(self) -> None:
+        """(Re)create the periodic jobs of the current rules."""
+        keep = ("manifest", "vanished:", "lazy-now:")
+        for job_id in self.scheduler.job_ids():
+            if not job_id.startswith(keep):
+                self.scheduler.remove(job_id)
+        for name in self.uploads:
+            self.scheduler.every(f"rescan:{name}", self.manifest.daemon.rescan,
+                                 partial(self.reconcile, name))
+        for name, mirror in self.mirrors.items():
+            job = f"mirror:{name}"
+            if mirror.rule.cron:
+                self.scheduler.cron(job, mirror.rule.cron, partial(self.mirror_pass, name))
+            else:
+                every = mirror.rule.every or 300.0
+                self.scheduler.every(job, every, partial(self.mirror_pass, name), first_in=0.1)
+        for name, lazy in self.lazy.items():
+            if lazy.rule.refresh == "every" and lazy.rule.every:
+                self.scheduler.every(f"lazy:{name}", lazy.rule.every, lazy.refresh)
+
+    # -- hot reload ------------------------------------------------------------
+
+    def check_manifest(self) -> None:
+        """Reload the manifest if its file changed; keep the old one if the new is bad."""
+        sig = _file_signature(self.manifest.path)
+        if sig is None or sig == self._manifest_sig:
+            return
+        self._manifest_sig = sig
+        try:
+            new = load_manifest(self.manifest.path)
+        except ManifestError as exc:
+            log.error("manifest not reloaded, the previous one keeps running: %s", exc)
+            return
+        self.reload(new)
+
+    def reload(self, new: Manifest) -> None:
+        """Apply ``new``: rules added, removed or changed, jobs rescheduled, watches moved."""
+        with self._reload_lock:
+            if new == self.manifest:
+                return
+            old_uploads, old_lazy = dict(self.uploads), dict(self.lazy)
+            try:
+                self._apply(new)
+            except Cat2Error as exc:
+                log.error("manifest not reloaded, the previous one keeps running: %s", exc)
+                return
+            self._arm_watcher()
+            self._schedule()
+            for name, engine in self.uploads.items():
+                if old_uploads.get(name) is not engine:
+                    self.reconcile(name)
+            for name, lazy in self.lazy.items():
+                if old_lazy.get(name) is not lazy:
+                    lazy.refresh()
+            log.info("manifest reloaded: %d upload, %d subscribe, %d lazyexpr rules",
+                     len(self.uploads), len(self.mirrors), len(self.lazy))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -236,17 +381,19 @@ class Daemon:
         for engine in self.uploads.values():
             engine.cleanup_journal()
         self.queue.start()
-        self.watcher = Watcher([e.rule.local for e in self.uploads.values()],
-                               self._on_changes, self._on_watch_failure)
-        self.watcher.start()  # before the first pass, so no change falls between the two
+        self._arm_watcher()  # before the first pass, so no change falls between the two
         for name in self.uploads:
             self.reconcile(name)
-            self.scheduler.every(f"rescan:{name}", self.manifest.daemon.rescan,
-                                 lambda n=name: self.reconcile(n))
+        for lazy in self.lazy.values():
+            lazy.refresh()
+        self._schedule()
+        self.scheduler.every("manifest", _MANIFEST_POLL, self.check_manifest)
         self.scheduler.start()
-        log.info("ready: %d upload rule(s) watching %s; server %s",
-                 len(self.uploads), ", ".join(str(e.rule.local) for e in self.uploads.values())
-                 or "nothing", ", ".join(self.server_urls.values()) or "none")
+        self._started = True
+        log.info("ready: watching %s; mirroring %s; server %s",
+                 ", ".join(str(e.rule.local) for e in self.uploads.values()) or "nothing",
+                 ", ".join(m.rule.remote for m in self.mirrors.values()) or "nothing",
+                 ", ".join(self.server_urls.values()) or "none")
         _notify_systemd("READY=1")
 
     def run(self) -> None:
@@ -258,7 +405,7 @@ class Daemon:
         self._stopping.set()
 
     def once(self) -> int:
-        """One full pass of every rule; returns the number of files that failed."""
+        """One full pass of every rule; returns the number of things that failed."""
         self._once = True
         for engine in self.uploads.values():
             engine.cleanup_journal()
@@ -266,6 +413,11 @@ class Daemon:
         for name in self.uploads:
             self.reconcile(name)
         self.queue.wait_idle()
+        for name in self.mirrors:
+            self.failures += self.mirror_pass(name)
+        for lazy in self.lazy.values():
+            if not lazy.refresh():
+                self.failures += 1
         return self.failures
 
     def close(self) -> None:
@@ -277,7 +429,7 @@ class Daemon:
         self.queue.stop()
         for client in self.clients.values():
             client.close()
-        for server in self._servers:
+        for server in self._servers.values():
             server.stop()
         self._servers.clear()
         self.state.close()

@@ -16,6 +16,7 @@ class EventKind(StrEnum):
     REMOVED = "removed"  # a remote file was removed after a local deletion
     DOWNLOADED = "downloaded"  # a mirror file was written
     DELETED = "deleted"  # a mirror file was removed after its remote vanished
+    COMPUTED = "computed"  # a lazy expression was (re)computed on the server
     SKIPPED = "skipped"  # refused on purpose (unsafe name, deletion cap, broken file)
     FAILED = "failed"  # an attempt failed; it will be retried
 

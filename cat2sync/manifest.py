@@ -323,8 +323,12 @@ def _remote_path_problem(text: str, *, min_segments: int = 1) -> str | None:
     return None
 
 
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` is not an http(s) server URL, or None. Never echoes credentials."""
+def _url_problem(url: str, *, as_written: str | None = None) -> str | None:
+    """Why ``url`` is not an http(s) server URL, or None. Never echoes credentials.
+
+    :param as_written: the text before ``${VAR}`` expansion, shown instead of ``url``
+        (an expanded variable may hold a token).
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -332,7 +336,8 @@ def _url_problem(url: str) -> str | None:
     if parts is not None and parts.username is not None:
         return "credentials must not be written in the URL; use username and password"
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        return f'expected "embedded" or an http:// or https:// URL, got {_show(url)}'
+        shown = _show(url if as_written is None else as_written)
+        return f'expected "embedded" or an http:// or https:// URL, got {shown}'
     return None
 
 
@@ -593,7 +598,8 @@ class _Loader:
         """``text`` as an absolute resolved path; relative to the manifest's folder."""
         try:
             return (self.base_dir / Path(text).expanduser()).resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop (3.11)
+        # RuntimeError: symlink loop (3.11) or unknown home; ValueError: a NUL character.
+        except (OSError, RuntimeError, ValueError) as exc:
             raise section.fail(name, f"cannot resolve path {_show(text)}: {exc}") from None
 
     def local_folder(self, section: _Section, *, must_exist: bool) -> tuple[str, Path]:
@@ -669,33 +675,40 @@ class _Loader:
 
         return _INTERPOLATION.sub(replace, text)
 
-    def server_string(self, section: _Section, name: str, *, secret: bool = False) -> str | None:
-        """A server-table string after interpolation; None when absent."""
-        text = section.string(name, secret=secret)
-        if text is None:
-            return None
-        value = self.interpolate(section, name, text)
-        if not value.strip():
-            raise section.fail(name, "is empty after ${...} interpolation")
-        return value
+    def interpolated(self, section: _Section) -> _Section:
+        """A copy of ``section`` with ``${VAR}`` expanded in every string value."""
+        data: dict[str, Any] = {}
+        for name, value in section.data.items():
+            if isinstance(value, str):
+                expanded = self.interpolate(section, name, value)
+                if value.strip() and not expanded.strip():
+                    raise section.fail(name, "is empty after ${...} interpolation")
+                value = expanded
+            data[name] = value
+        return _Section(self, data, section.prefix)
 
-    def server(self, section: _Section, name: str) -> ServerConfig:
-        section.check_keys(_SERVER_KEYS)
-        url = self.server_string(section, "url")
+    def server(self, raw_section: _Section, name: str) -> ServerConfig:
+        raw_section.check_keys(_SERVER_KEYS)
+        section = self.interpolated(raw_section)
+        url = section.string("url")
         if url == "embedded":
             url = None
         elif url is not None:
-            problem = _url_problem(url)
+            problem = _url_problem(url, as_written=raw_section.data["url"])
             if problem is not None:
                 raise section.fail("url", problem)
-        username = self.server_string(section, "username")
-        password, password_file = self.server_password(section)
+        username = section.string("username")
+        # Pairing is checked before the password is read: a missing file is a lesser
+        # problem than a password that could never be used.
+        if section.has("password") and section.has("password_file"):
+            raise section.fail("password_file", "give either password or password_file, not both")
         has_password = section.has("password") or section.has("password_file")
         if username is not None and not has_password:
             raise section.fail("username", "needs a password or password_file")
         if username is None and has_password:
             which = "password" if section.has("password") else "password_file"
             raise section.fail(which, "needs a username")
+        password, password_file = self.server_password(section)
         return ServerConfig(
             name=name,
             url=url,
@@ -707,12 +720,10 @@ class _Loader:
         )
 
     def server_password(self, section: _Section) -> tuple[str | None, Path | None]:
-        if section.has("password") and section.has("password_file"):
-            raise section.fail("password_file", "give either password or password_file, not both")
-        password = self.server_string(section, "password", secret=True)
+        password = section.string("password", secret=True)
         if password is not None:
             return password, None
-        file_text = self.server_string(section, "password_file")
+        file_text = section.string("password_file")
         if file_text is None:
             return None, None
         password_file = self.resolve(section, "password_file", file_text)
@@ -741,7 +752,7 @@ class _Loader:
                 "verify",
                 f"expected true, false or a CA bundle file path, got {_show(value)}",
             )
-        text = self.server_string(section, "verify")
+        text = section.string("verify")
         assert text is not None  # the key exists
         bundle = self.resolve(section, "verify", text)
         if self.check_paths and not bundle.is_file():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -343,7 +344,12 @@ class Client:
         def body() -> dict[str, Any]:
             return {"files": {"file": ("append.b2nd", frame, "application/octet-stream")}}
 
-        return tuple(self._post_json("append", remote, body=body))
+        try:
+            return tuple(self._post_json("append", remote, body=body))
+        except BadRequest as exc:
+            if "does not exist" in exc.detail:  # the server answers 400 for a missing target
+                raise NotFound(exc.detail, path=remote, status=exc.status) from None
+            raise
 
     def copy(self, src: str | PurePosixPath, dst: str | PurePosixPath) -> RemotePath:
         """Copy a dataset or directory; a ``dst`` without suffix is a directory."""
@@ -377,14 +383,27 @@ class Client:
         """
         _check_plain_name(name)
         body = self._lazyarr_body(name, expression, operands or {})
-        return RemotePath(self._post_json("lazyexpr/", json=body, about=f"@personal/{name}.b2nd"))
+        with self._operands_checked(body["operands"]):
+            return RemotePath(self._post_json("lazyexpr/", json=body,
+                                              about=f"@personal/{name}.b2nd"))
 
     def lazyexpr_at(self, dst: str | PurePosixPath, expression: str,
                     operands: Mapping[str, Any]) -> RemotePath:
         """Like :meth:`lazyexpr`, but the result goes to any writable ``.b2nd`` path."""
         target = _b2nd_path(dst)
         body = self._lazyarr_body(None, expression, operands)
-        return RemotePath(self._post_json("upload_lazyarr", target, json=body))
+        with self._operands_checked(body["operands"]):
+            return RemotePath(self._post_json("upload_lazyarr", target, json=body))
+
+    @contextlib.contextmanager
+    def _operands_checked(self, operands: Mapping[str, str]) -> Iterator[None]:
+        """Turn the server's 500 for a missing operand into :class:`NotFound` for it."""
+        try:
+            yield
+        except ServerError:
+            for path in operands.values():
+                self.get_info(path)  # raises NotFound naming the missing operand
+            raise
 
     @staticmethod
     def _lazyarr_body(name: str | None, expression: str, operands: Mapping[str, Any],

@@ -89,7 +89,8 @@ def test_fetch_matches_numpy_indexing(client: Client, grid: str, key, expected) 
     np.testing.assert_array_equal(got, expected)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.tuples(st.integers(-45, 45) | st.none(), st.integers(-45, 45) | st.none(),
                    st.integers(1, 5) | st.none()),
@@ -257,9 +258,9 @@ def test_interrupted_download_leaves_no_partial_file(server: LocalServer, client
     target.mkdir()
     (target / name).write_bytes(b"previous content")
     breaker = _BreakDownloads()
-    with Client(server.url, ("alice@example.com", "alicepass1"), transport=breaker) as flaky:
-        with pytest.raises(TransportError) as err:
-            flaky.download(f"{remote_dir}/{name}", target)
+    with (Client(server.url, ("alice@example.com", "alicepass1"), transport=breaker) as flaky,
+          pytest.raises(TransportError) as err):
+        flaky.download(f"{remote_dir}/{name}", target)
     breaker.close()
     assert err.value.path == f"{remote_dir}/{name}"
     assert breaker.broken == 2  # retried once from the start, then gave up

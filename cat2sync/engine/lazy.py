@@ -1,0 +1,51 @@
+"""``[[lazyexpr]]`` entries: derived datasets kept up to date on the server."""
+
+from __future__ import annotations
+
+import time
+
+from ..client import Client
+from ..errors import Cat2Error
+from ..events import Event, EventKind, EventSink
+from ..manifest import LazyExprRule
+
+__all__ = ["LazyExprEngine"]
+
+
+class LazyExprEngine:
+    """Creates one lazy expression and refreshes it when an operand changes."""
+
+    def __init__(self, rule: LazyExprRule, client: Client, emit: EventSink) -> None:
+        self.rule = rule
+        self.client = client
+        self.emit = emit
+        self.last_error: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.rule.path or f"@personal/{self.rule.name}.b2nd"
+
+    def depends_on(self, remote: str) -> bool:
+        return remote.strip("/") in {p.strip("/") for p in self.rule.operands.values()}
+
+    def refresh(self) -> bool:
+        """(Re)compute the expression on the server; reports errors, returns success."""
+        started = time.monotonic()
+        try:
+            if self.rule.path is None:
+                self.client.lazyexpr(self.rule.name, self.rule.expression, self.rule.operands)
+            else:
+                self.client.lazyexpr_at(self.rule.path, self.rule.expression, self.rule.operands)
+        except Cat2Error as exc:
+            # Retried on the next change of an operand, or on the next scheduled refresh.
+            self.last_error = str(exc)
+            self.emit(Event(kind=EventKind.FAILED, rule=f"lazyexpr:{self.rule.name}",
+                            path=self.rule.name, remote=self.target,
+                            message=str(exc)))
+            return False
+        self.last_error = None
+        self.emit(Event(kind=EventKind.COMPUTED, rule=f"lazyexpr:{self.rule.name}",
+                        path=self.rule.name, remote=self.target,
+                        message=f"computed {self.rule.expression}",
+                        seconds=time.monotonic() - started))
+        return True
