@@ -14,8 +14,15 @@ $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
 	touch $@
 
+QUICKSTART = examples/quickstart-data
+
+# The simulated instrument writes into the watched folder while the daemon runs;
+# Ctrl-C stops both.
 run: $(BIN)/.installed
-	$(BIN)/cat2sync run examples/configs/quickstart.toml
+	mkdir -p $(QUICKSTART)/acquisition
+	$(BIN)/python examples/instrument.py $(QUICKSTART)/acquisition > $(QUICKSTART)/instrument.log 2>&1 & \
+	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	  $(BIN)/cat2sync run examples/configs/quickstart.toml
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check cat2sync tests plugins benchmarks examples
