@@ -8,6 +8,7 @@ from an earlier run. Logging in happens before the clock starts.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,24 @@ _GEN_STEP = 16 << 20  # generate the plain file this many bytes at a time
 
 
 def walk_dataset(ctx: Context) -> Path:
-    """A float64 random walk: moderately compressible (raw = 2 x size_mb, file ~ size_mb)."""
+    """A float64 random walk rounded to 0.01 (like a sensor's resolution).
+
+    Moderately compressible with Blosc2's defaults: ``2 * size_mb`` MB raw become a
+    ``.b2nd`` of about ``size_mb`` MB. Generated a chunk at a time, with the running sum
+    carried over, so the runner never holds the whole array.
+    """
 
     def make() -> Path:
         path = ctx.workdir / "data" / "walk.b2nd"
         path.parent.mkdir(parents=True, exist_ok=True)
         n = int(ctx.size_mb * MB * 2 / 8)
+        array = blosc2.empty((n,), dtype=np.float64, urlpath=str(path), mode="w")
         rng = np.random.default_rng(20260902)
-        walk = np.cumsum(rng.standard_normal(n))
-        blosc2.asarray(walk, urlpath=str(path), mode="w")
-        del walk
+        step, carry = array.chunks[0], 0.0
+        for start in range(0, n, step):
+            walk = carry + np.cumsum(rng.standard_normal(min(step, n - start)))
+            carry = float(walk[-1])
+            array[start:start + len(walk)] = np.round(walk, 2)
         return path
 
     path: Path = ctx.cached("walk.b2nd", make)
@@ -137,6 +146,7 @@ def transfer_worker(op: str, side: str, url: str, user: tuple[str, str], src: st
         counter = _WireCounter(client.httpx_client._transport)
         client.httpx_client._transport = counter
     base = counter.received if counter else client.stats.bytes_received
+    os.sync()  # earlier runs' dirty pages must not be written back during this one
     try:
         with peak_rss_tracker() as mem:
             start = time.perf_counter()

@@ -12,9 +12,11 @@ a wrong result fails the run), and prints a Markdown table with the best of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -69,6 +71,14 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "-"
+
+
+def _machine() -> str:
+    memory = "? GB RAM"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]  # MemTotal: <KiB> kB
+        memory = f"{int(first.split()[1]) / 2**20:.0f} GiB RAM"
+    return f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs, {memory}"
 
 
 def _fmt(fig: Figure | None) -> str:
@@ -151,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         sides.remove("reference")
 
     started = dt.datetime.now().astimezone()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cat2sync-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         server = LocalServer(workdir / "server", superuser=ADMIN)
@@ -165,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     print(f"\ncat2sync benchmark, {started:%Y-%m-%d %H:%M %Z}: {args.size_mb:g} MB files, "
-          f"best of {args.repeat}; {platform.node()} ({platform.machine()}, "
-          f"Python {platform.python_version()}); caterva2 {_version('caterva2')}, "
-          f"blosc2 {_version('blosc2')}, httpx {_version('httpx')}")
+          f"best of {args.repeat}\n{_machine()}; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after\nPython {platform.python_version()}, "
+          f"caterva2 {_version('caterva2')}, blosc2 {_version('blosc2')}, "
+          f"httpx {_version('httpx')}")
     print("ratio: cat2sync relative to the reference, > 1 means cat2sync is better\n")
     print(_table(best))
     if args.json:

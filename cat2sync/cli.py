@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .errors import Cat2Error, ManifestError, StateLockedError
 from .manifest import Manifest, load_manifest, starter_manifest
+from .plugins.manager import Plugins
 from .state import StateStore
 
 __all__ = ["main"]
@@ -76,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("manifest", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    plugins = sub.add_parser("plugins", help="list plugins, their versions and hooks")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
     init = sub.add_parser("init", help="write a starter manifest")
     init.add_argument("--server", help="server URL (default: an embedded local server)")
     init.add_argument("--username", help="login for the server")
@@ -89,8 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> Manifest:
-    return load_manifest(path)
+def _plugins() -> Plugins:
+    try:
+        return Plugins()
+    except Exception as exc:  # an installed plugin that does not import
+        raise Cat2Error(f"cannot load plugins: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _load(path: Path, plugins: Plugins | None = None) -> Manifest:
+    """The manifest, with plugin tables and transform names checked."""
+    plugins = plugins or _plugins()
+    manifest = load_manifest(path, plugin_settings=plugins.declared_settings())
+    plugins.check_manifest(manifest)
+    return manifest
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -100,17 +115,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _make_daemon(manifest: Manifest, args: argparse.Namespace) -> Any:
+def _make_daemon(manifest: Manifest, plugins: Plugins, args: argparse.Namespace) -> Any:
     from .daemon import Daemon  # imports numpy/blosc2/httpx: only for commands that sync
 
     _setup_logging(args.log_level or manifest.daemon.log_level,
                    args.log_format or manifest.daemon.log_format)
-    return Daemon(manifest)
+    return Daemon(manifest, plugins=plugins)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    manifest = _load(args.manifest)
-    daemon = _make_daemon(manifest, args)
+    plugins = _plugins()
+    manifest = _load(args.manifest, plugins)
+    daemon = _make_daemon(manifest, plugins, args)
     stop = lambda *_: daemon.stop()  # noqa: E731
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -124,8 +140,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    manifest = _load(args.manifest)
-    daemon = _make_daemon(manifest, args)
+    plugins = _plugins()
+    manifest = _load(args.manifest, plugins)
+    daemon = _make_daemon(manifest, plugins, args)
     try:
         failures = daemon.once()
     finally:
@@ -201,8 +218,20 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    infos = _plugins().describe()
+    if args.json:
+        print(json.dumps([{"name": i.name, "version": i.version, "hooks": list(i.hooks),
+                           "builtin": i.builtin} for i in infos], indent=2))
+        return EXIT_OK
+    for info in infos:
+        origin = "built-in" if info.builtin else info.version
+        print(f"{info.name} ({origin}): {', '.join(info.hooks) or 'no hooks'}")
+    return EXIT_OK
+
+
 _COMMANDS = {"run": _cmd_run, "once": _cmd_once, "validate": _cmd_validate,
-             "status": _cmd_status, "init": _cmd_init}
+             "status": _cmd_status, "init": _cmd_init, "plugins": _cmd_plugins}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

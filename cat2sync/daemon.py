@@ -28,6 +28,7 @@ from .engine.upload import FileChanged, NotReady, UploadEngine
 from .errors import Cat2Error, ManifestError
 from .events import Event, EventKind, EventSink
 from .manifest import Manifest, ServerConfig, UploadRule, load_manifest
+from .plugins.manager import PluginError, Plugins
 from .scheduler import Scheduler
 from .server import LocalServer
 from .state import StateStore
@@ -77,11 +78,16 @@ def _unchanged(engine: _Engine | None, rule: object) -> _Engine | None:
 class Daemon:
     """One manifest at work.
 
-    :param emit: also receives every :class:`Event` (the CLI prints them, tests collect).
+    :param plugins: the plugins to use (default: the built-in ones only; the CLI loads
+        the installed ones too).
+    :param emit: also receives every :class:`Event` (tests collect them).
     """
 
-    def __init__(self, manifest: Manifest, *, emit: EventSink | None = None) -> None:
+    def __init__(self, manifest: Manifest, *, plugins: Plugins | None = None,
+                 emit: EventSink | None = None) -> None:
         self.manifest = manifest
+        # Library and test use: built-in plugins only; the CLI passes installed ones too.
+        self.plugins = plugins if plugins is not None else Plugins(entry_points=False)
         self._extra_emit = emit
         self.state = StateStore(manifest.daemon.state_dir)
         self._servers: dict[str, LocalServer] = {}
@@ -110,6 +116,8 @@ class Daemon:
 
     def _apply(self, manifest: Manifest) -> None:
         """Build (or keep) clients and engines for ``manifest``'s rules."""
+        self.plugins.check_manifest(manifest)
+        self.plugins.configure(manifest)
         used = ({r.server for r in manifest.uploads} | {r.server for r in manifest.subscriptions}
                 | {r.server for r in manifest.lazyexprs})
         for name in sorted(used):
@@ -173,6 +181,7 @@ class Daemon:
         log.log(level, "%s: %s", event.rule, event.describe())
         if event.kind in _CHANGED_KINDS and event.remote:
             self._operand_changed(event.remote)
+        self.plugins.event(event)
         if self._extra_emit is not None:
             self._extra_emit(event)
 
@@ -233,9 +242,29 @@ class Daemon:
             return self._not_ready(rule, relpath, str(exc))
         except Exception as exc:  # server, network, local I/O, damaged data: retry later
             return self._failed(rule, relpath, exc)
-        if event is not None:
-            self.emit(event)
+        if event is None:
+            return None
+        try:
+            self._after_send(engine, relpath, event)
+        except PluginError as exc:
+            self.state.delete_shipped(rule_name, relpath)  # so that it is sent again
+            return self._failed(rule, relpath, exc)
+        self.emit(event)
         return None
+
+    def _after_send(self, engine: UploadEngine, relpath: str, event: Event) -> None:
+        """Plugins' follow-up work on the server after a file was sent."""
+        if event.remote is None:
+            return
+        if event.kind == EventKind.UPLOADED:
+            self.plugins.uploaded(engine.rule, engine.local_for(relpath), event.remote,
+                                  engine.client)
+        if event.kind in (EventKind.UPLOADED, EventKind.APPENDED) and event.rows is not None:
+            rec = self.state.get_shipped(engine.rule.name, relpath)
+            info = {"shape": rec.shape if rec else None, "dtype": rec.dtype if rec else None,
+                    "rows": event.rows}
+            for request in self.plugins.lazyexprs(engine.rule, event.remote, info):
+                LazyExprEngine.from_request(request, engine.client, self.emit).refresh()
 
     def _not_ready(self, rule: UploadRule, relpath: str, reason: str) -> float | None:
         attempts = self.state.fail_pending(rule.name, relpath, reason, 0)
@@ -319,7 +348,7 @@ class Daemon:
 
     def _schedule(self) -> None:
         """(Re)create the periodic jobs of the current rules."""
-        keep = ("manifest", "vanished:", "lazy-now:")
+        keep = ("manifest", "vanished:", "lazy-now:", "plugin:")
         for job_id in self.scheduler.job_ids():
             if not job_id.startswith(keep):
                 self.scheduler.remove(job_id)
@@ -346,7 +375,8 @@ class Daemon:
             return
         self._manifest_sig = sig
         try:
-            new = load_manifest(self.manifest.path)
+            new = load_manifest(self.manifest.path,
+                                plugin_settings=self.plugins.declared_settings())
         except ManifestError as exc:
             log.error("manifest not reloaded, the previous one keeps running: %s", exc)
             return
@@ -387,6 +417,11 @@ class Daemon:
         for lazy in self.lazy.values():
             lazy.refresh()
         self._schedule()
+        for job_id, when, func in self.plugins.jobs():
+            if isinstance(when, str):
+                self.scheduler.cron(f"plugin:{job_id}", when, func)
+            else:
+                self.scheduler.every(f"plugin:{job_id}", float(when), func)
         self.scheduler.every("manifest", _MANIFEST_POLL, self.check_manifest)
         self.scheduler.start()
         self._started = True

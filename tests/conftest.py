@@ -1,61 +1,6 @@
-"""Session fixtures: one real Caterva2 server for the whole test run."""
+"""The session's real Caterva2 server and clients come from :mod:`cat2sync.testing`
+(registered in the root conftest.py); the user credentials are re-exported here."""
 
-from __future__ import annotations
+from cat2sync.testing import ADMIN, ALICE, BOB
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from cat2sync import Client
-from cat2sync.server import LocalServer
-
-ADMIN = ("admin@example.com", "adminpass1")
-ALICE = ("alice@example.com", "alicepass1")
-BOB = ("bob@example.com", "bobpass123")
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """The real Caterva2 server on a free loopback port, with admin, alice and bob."""
-    srv = LocalServer(tmp_path_factory.mktemp("caterva2"), superuser=ADMIN)
-    srv.start()
-    try:
-        srv.add_user(*ALICE)
-        srv.add_user(*BOB)
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def client(server: LocalServer) -> Iterator[Client]:
-    """Alice, logged in."""
-    with Client(server.url, ALICE) as c:
-        yield c
-
-
-@pytest.fixture
-def admin_client(server: LocalServer) -> Iterator[Client]:
-    with Client(server.url, ADMIN) as c:
-        yield c
-
-
-@pytest.fixture
-def anon_client(server: LocalServer) -> Iterator[Client]:
-    with Client(server.url) as c:
-        yield c
-
-
-@pytest.fixture
-def remote_dir() -> str:
-    """A fresh folder in alice's @personal, so tests do not see each other's files."""
-    return f"@personal/t-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
+__all__ = ["ADMIN", "ALICE", "BOB"]

@@ -8,6 +8,7 @@ from ..client import Client
 from ..errors import Cat2Error
 from ..events import Event, EventKind, EventSink
 from ..manifest import LazyExprRule
+from ..plugins.hookspecs import LazyExprRequest
 
 __all__ = ["LazyExprEngine"]
 
@@ -20,6 +21,14 @@ class LazyExprEngine:
         self.client = client
         self.emit = emit
         self.last_error: str | None = None
+
+    @classmethod
+    def from_request(cls, request: LazyExprRequest, client: Client, emit: EventSink,
+                     ) -> LazyExprEngine:
+        """An engine for an expression a plugin asked for (``cat2sync_lazyexprs``)."""
+        rule = LazyExprRule(name=request.name, expression=request.expression,
+                            operands=request.operands, path=request.path)
+        return cls(rule, client, emit)
 
     @property
     def target(self) -> str:

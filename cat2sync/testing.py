@@ -1,0 +1,73 @@
+"""pytest fixtures for testing against a real local Caterva2 server.
+
+cat2sync's own suite uses them, and so can plugin authors::
+
+    # conftest.py
+    pytest_plugins = ["cat2sync.testing"]
+
+``server`` starts one real server per test session (users ``admin``, ``alice``,
+``bob``); ``client`` is alice logged in; ``remote_dir`` is a fresh folder in her
+``@personal`` root, so tests do not see each other's files.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .client import Client
+from .server import LocalServer
+
+__all__ = ["ADMIN", "ALICE", "BOB"]
+
+ADMIN = ("admin@example.com", "adminpass1")
+ALICE = ("alice@example.com", "alicepass1")
+BOB = ("bob@example.com", "bobpass123")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The real Caterva2 server on a free loopback port, with admin, alice and bob."""
+    srv = LocalServer(tmp_path_factory.mktemp("caterva2"), superuser=ADMIN)
+    srv.start()
+    try:
+        srv.add_user(*ALICE)
+        srv.add_user(*BOB)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def client(server: LocalServer) -> Iterator[Client]:
+    """Alice, logged in."""
+    with Client(server.url, ALICE) as c:
+        yield c
+
+
+@pytest.fixture
+def admin_client(server: LocalServer) -> Iterator[Client]:
+    with Client(server.url, ADMIN) as c:
+        yield c
+
+
+@pytest.fixture
+def anon_client(server: LocalServer) -> Iterator[Client]:
+    with Client(server.url) as c:
+        yield c
+
+
+@pytest.fixture
+def remote_dir() -> str:
+    """A fresh folder in alice's @personal."""
+    return f"@personal/t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path

@@ -1,0 +1,1 @@
+"""End-to-end tests of the daemon's upload side, against the real server."""

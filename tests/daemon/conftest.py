@@ -1,0 +1,221 @@
+"""Helpers for the daemon tests: manifests in tmp_path, one-shot passes, a running daemon.
+
+Every test gets its own local folder, remote folder and state dir, so tests never see
+each other's files or state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+import pytest
+import tomli_w
+
+from cat2sync import Client
+from cat2sync.daemon import Daemon
+from cat2sync.events import Event, EventKind
+from cat2sync.manifest import Manifest, load_manifest
+from cat2sync.server import LocalServer
+
+ALICE = ("alice@example.com", "alicepass1")  # created by the session fixture in tests/conftest.py
+SETTLE = "0.2s"
+REPO = Path(__file__).resolve().parents[2]
+
+MakeManifest = Callable[..., Manifest]
+
+
+# -- waiting -------------------------------------------------------------------
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+               message: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+        time.sleep(interval)
+
+
+# -- manifests -----------------------------------------------------------------
+
+
+def write_manifest(path: Path, *, url: str, username: str, password: str,
+                   uploads: list[dict[str, Any]], daemon: dict[str, Any] | None = None,
+                   ) -> Path:
+    doc: dict[str, Any] = {
+        "daemon": {"state_dir": "state", **(daemon or {})},
+        "server": {"url": url, "username": username, "password": password},
+        "upload": uploads,
+    }
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def make_manifest(tmp_path: Path, server: LocalServer, remote_dir: str,
+                  data_dir: Path) -> MakeManifest:
+    """Write ``tmp_path/cat2sync.toml`` (one upload rule: ``data_dir`` -> ``remote_dir``
+    on the session server, as alice) and return it loaded.
+
+    Keyword arguments are upload-rule keys (``settle`` defaults to 0.2 s); ``daemon``
+    adds ``[daemon]`` keys; ``url``/``username``/``password`` select another server.
+    """
+
+    def make(*, daemon: dict[str, Any] | None = None, url: str | None = None,
+             username: str = ALICE[0], password: str = ALICE[1],
+             name: str = "manifest", **rule: Any) -> Manifest:
+        upload = {"name": "up", "local": str(data_dir), "remote": remote_dir,
+                  "settle": SETTLE, **rule}
+        path = write_manifest(tmp_path / f"{name}.toml", url=url or server.url,
+                              username=username, password=password, uploads=[upload],
+                              daemon=daemon)
+        return load_manifest(path)
+
+    return make
+
+
+# -- running the daemon ----------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    """What one ``Daemon.once()`` did."""
+
+    failures: int
+    events: list[Event]
+    bytes_sent: int
+    requests: int
+
+    def kinds(self) -> list[EventKind]:
+        return [e.kind for e in self.events]
+
+    def of(self, kind: EventKind) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def run_once(manifest: Manifest) -> Pass:
+    """One full pass with a fresh daemon (closed afterwards)."""
+    events: list[Event] = []
+    daemon = Daemon(manifest, emit=events.append)
+    try:
+        failures = daemon.once()
+        stats = daemon.clients["default"].stats
+        return Pass(failures=failures, events=events, bytes_sent=stats.bytes_sent,
+                    requests=stats.requests)
+    finally:
+        daemon.close()
+
+
+@dataclass
+class Running:
+    """A daemon started in this process; events are collected as they come."""
+
+    daemon: Daemon
+    events: list[Event] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    on_event: Callable[[Event], None] | None = None
+
+    def emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind: EventKind, path: str | None = None) -> list[Event]:
+        with self.lock:
+            return [e for e in self.events
+                    if e.kind == kind and (path is None or e.path == path)]
+
+    @property
+    def client(self) -> Client:
+        return self.daemon.clients["default"]
+
+    def settled(self) -> bool:
+        """Nothing queued, running or pending (a file that failed stays pending)."""
+        return self.daemon.queue.idle() and not self.daemon.state.pending()
+
+
+@contextlib.contextmanager
+def running(manifest: Manifest, on_event: Callable[[Event], None] | None = None,
+            ) -> Iterator[Running]:
+    """``Daemon.start()`` (initial reconcile, watcher armed); always closed afterwards."""
+    run = Running(daemon=None, on_event=on_event)  # type: ignore[arg-type]
+    run.daemon = Daemon(manifest, emit=run.emit)
+    try:
+        run.daemon.start()
+        yield run
+    finally:
+        run.daemon.close()
+
+
+# -- local and remote data -------------------------------------------------------
+
+
+def write_b2nd(path: Path, array: np.ndarray, chunks: tuple[int, ...]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blosc2.asarray(array, urlpath=str(path), mode="w", chunks=chunks)
+    return path
+
+
+def grow_b2nd(path: Path, rows: np.ndarray) -> None:
+    """Append ``rows`` to a ``.b2nd`` in place, as an instrument would."""
+    arr = blosc2.open(str(path), mode="a")
+    start = arr.shape[0]
+    arr.resize((start + rows.shape[0], *arr.shape[1:]))
+    arr[start:start + rows.shape[0]] = rows
+    del arr  # flushes the frame
+
+
+def local_array(path: Path) -> np.ndarray:
+    arr = blosc2.open(str(path), mode="r")
+    return np.asarray(arr[:])
+
+
+def remote_files(client: Client, remote: str) -> list[str]:
+    """The remote listing below ``remote``, without the server's lock sidecars."""
+    return sorted(n for n in client.get_list(remote) if not n.endswith(".b2lock"))
+
+
+def remote_bytes(client: Client, remote: str) -> bytes:
+    """The original bytes of a remote regular file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "file"
+        client.download_to(remote, dest)
+        return dest.read_bytes()
+
+
+def remote_shape(client: Client, remote: str) -> tuple[int, ...] | None:
+    try:
+        info, _ = client.stat(remote)
+    except Exception:
+        return None
+    shape = info.get("shape")
+    return tuple(shape) if shape else None
+
+
+# -- the CLI ---------------------------------------------------------------------
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **extra}
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def cli_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cat2sync", *args]

@@ -1,0 +1,73 @@
+"""Local deletions reach the server only with ``delete = true``, and under a cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cat2sync import Client
+from cat2sync.events import EventKind
+
+from .conftest import MakeManifest, remote_files, run_once
+
+
+def _ship(make_manifest: MakeManifest, folder: Path, count: int, **rule: object) -> list[str]:
+    names = [f"f{i:02d}.json" for i in range(count)]
+    for name in names:
+        (folder / name).write_text(f'{{"name": "{name}"}}')
+    done = run_once(make_manifest(**rule))
+    assert done.failures == 0
+    assert len(done.of(EventKind.UPLOADED)) == count
+    return names
+
+
+def test_deletion_kept_remotely_without_delete(make_manifest: MakeManifest, client: Client,
+                                               data_dir: Path, remote_dir: str) -> None:
+    names = _ship(make_manifest, data_dir, 3)
+    (data_dir / names[0]).unlink()
+    done = run_once(make_manifest())  # delete defaults to false
+    assert done.events == []
+    assert remote_files(client, remote_dir) == names
+
+
+def test_deletion_propagates_with_delete(make_manifest: MakeManifest, client: Client,
+                                         data_dir: Path, remote_dir: str) -> None:
+    names = _ship(make_manifest, data_dir, 3, delete=True)
+    (data_dir / names[1]).unlink()
+    done = run_once(make_manifest(delete=True))
+    assert done.kinds() == [EventKind.REMOVED]
+    assert done.events[0].path == names[1]
+    assert remote_files(client, remote_dir) == [names[0], names[2]]
+    # Forgotten too: the next pass has nothing to do.
+    assert run_once(make_manifest(delete=True)).events == []
+
+
+def test_deletion_cap_refuses_the_whole_pass(make_manifest: MakeManifest, client: Client,
+                                             data_dir: Path, remote_dir: str) -> None:
+    names = _ship(make_manifest, data_dir, 10, delete=True, max_delete=0.5)
+    for name in names[:8]:
+        (data_dir / name).unlink()
+    done = run_once(make_manifest(delete=True, max_delete=0.5))
+    assert done.kinds() == [EventKind.SKIPPED]
+    assert "max_delete" in (done.events[0].message or "")
+    assert remote_files(client, remote_dir) == names
+
+    # Below the cap (5 of 10), the same deletions go through one by one.
+    for name in names[:8]:
+        (data_dir / name).write_text(f'{{"name": "{name}"}}')
+    assert run_once(make_manifest(delete=True, max_delete=0.5)).failures == 0
+    for name in names[:4]:
+        (data_dir / name).unlink()
+    done = run_once(make_manifest(delete=True, max_delete=0.5))
+    assert sorted(e.path for e in done.of(EventKind.REMOVED)) == names[:4]
+    assert remote_files(client, remote_dir) == names[4:]
+
+
+def test_emptied_folder_removes_nothing(make_manifest: MakeManifest, client: Client,
+                                        data_dir: Path, remote_dir: str) -> None:
+    names = _ship(make_manifest, data_dir, 10, delete=True, max_delete=1.0)
+    for name in names:
+        (data_dir / name).unlink()
+    done = run_once(make_manifest(delete=True, max_delete=1.0))
+    assert done.kinds() == [EventKind.SKIPPED]
+    assert "empty" in (done.events[0].message or "")
+    assert remote_files(client, remote_dir) == names

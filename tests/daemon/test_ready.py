@@ -1,0 +1,109 @@
+"""Files are shipped only when complete: settled, and (arrays) opening as Blosc2."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cat2sync import Client
+from cat2sync.events import Event, EventKind
+
+from .conftest import (
+    MakeManifest,
+    local_array,
+    remote_bytes,
+    remote_files,
+    run_once,
+    running,
+    wait_until,
+    write_b2nd,
+)
+
+
+def _slow_writer(path: Path, pieces: int, pause: float) -> threading.Thread:
+    def write() -> None:
+        with path.open("ab") as fh:
+            for i in range(pieces):
+                fh.write(f'{{"piece": {i}, "pad": "{"x" * 200}"}}\n'.encode())
+                fh.flush()
+                time.sleep(pause)
+
+    return threading.Thread(target=write, name=f"writer-{path.name}", daemon=True)
+
+
+def test_file_written_slowly_is_never_uploaded_truncated(
+        make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str) -> None:
+    manifest = make_manifest(settle="0.5s")
+    names = ["slow.json", "slow.bin"]
+    seen: dict[str, list[bytes]] = {name: [] for name in names}
+
+    def on_event(event: Event) -> None:
+        # What readers of the server could see right after each upload.
+        if event.kind == EventKind.UPLOADED:
+            seen[event.path].append(remote_bytes(client, f"{remote_dir}/{event.path}"))
+
+    with running(manifest, on_event=on_event) as run:
+        writers = [_slow_writer(data_dir / name, pieces=10, pause=0.1) for name in names]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        wait_until(lambda: len(run.of(EventKind.UPLOADED)) >= len(names) and run.settled(),
+                   message="both files uploaded")
+        time.sleep(0.7)  # longer than settle: a late second upload would show up now
+        run.daemon.queue.wait_idle(10)
+
+    for name in names:
+        final = (data_dir / name).read_bytes()
+        assert final.count(b"\n") == 10
+        assert remote_bytes(client, f"{remote_dir}/{name}") == final
+        assert seen[name] == [final], f"{name} was uploaded before it was complete"
+
+
+def _truncated_b2nd(path: Path) -> None:
+    write_b2nd(path, np.arange(20000.0).reshape(200, 100), chunks=(50, 100))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_broken_array_is_not_uploaded_until_it_opens(make_manifest: MakeManifest,
+                                                     client: Client, data_dir: Path,
+                                                     remote_dir: str) -> None:
+    _truncated_b2nd(data_dir / "broken.b2nd")
+    write_b2nd(data_dir / "good.b2nd", np.ones((10, 10)), chunks=(5, 10))
+    manifest = make_manifest()
+
+    done = run_once(manifest)
+    assert done.failures > 0
+    skipped = done.of(EventKind.SKIPPED)
+    assert [e.path for e in skipped] == ["broken.b2nd"]
+    assert "Blosc2" in (skipped[0].message or "")
+    assert [e.path for e in done.of(EventKind.UPLOADED)] == ["good.b2nd"]
+    assert remote_files(client, remote_dir) == ["good.b2nd"]
+
+    # The instrument finishes the file: the next pass ships it.
+    write_b2nd(data_dir / "broken.b2nd", np.arange(300.0).reshape(30, 10), chunks=(10, 10))
+    done = run_once(manifest)
+    assert done.failures == 0
+    assert [e.path for e in done.of(EventKind.UPLOADED)] == ["broken.b2nd"]
+    assert remote_files(client, remote_dir) == ["broken.b2nd", "good.b2nd"]
+    assert np.array_equal(client.fetch(f"{remote_dir}/broken.b2nd"),
+                          local_array(data_dir / "broken.b2nd"))
+
+
+def test_broken_array_waits_in_the_running_daemon(make_manifest: MakeManifest,
+                                                  client: Client, data_dir: Path,
+                                                  remote_dir: str) -> None:
+    manifest = make_manifest()
+    with running(manifest) as run:
+        _truncated_b2nd(data_dir / "late.b2nd")
+        wait_until(lambda: any(p.attempts >= 2 for p in run.daemon.state.pending()),
+                   message="two failed attempts to open the file")
+        assert remote_files(client, remote_dir) == []
+        write_b2nd(data_dir / "late.b2nd", np.arange(300.0).reshape(30, 10), chunks=(10, 10))
+        wait_until(lambda: run.of(EventKind.UPLOADED, "late.b2nd"), message="the upload")
+    assert np.array_equal(client.fetch(f"{remote_dir}/late.b2nd"),
+                          local_array(data_dir / "late.b2nd"))
