@@ -203,10 +203,14 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    text = starter_manifest(
-        server=args.server, username=args.username,
-        uploads=[_pair(u, "--upload") for u in args.upload],
-        subscriptions=[_pair(s, "--subscribe") for s in args.subscribe])
+    try:
+        text = starter_manifest(
+            server=args.server, username=args.username,
+            uploads=[_pair(u, "--upload") for u in args.upload],
+            subscriptions=[_pair(s, "--subscribe") for s in args.subscribe])
+    except ValueError as exc:
+        print(f"cat2sync: init: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if str(args.output) == "-":
         sys.stdout.write(text)
         return EXIT_OK
