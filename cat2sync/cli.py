@@ -105,6 +105,7 @@ def _load(path: Path, plugins: Plugins | None = None) -> Manifest:
     plugins = plugins or _plugins()
     manifest = load_manifest(path, plugin_settings=plugins.declared_settings())
     plugins.check_manifest(manifest)
+    plugins.configure(manifest)  # plugins check their own tables here
     return manifest
 
 

@@ -462,6 +462,7 @@ class Daemon:
             self.watcher.stop()
         self.scheduler.shutdown()
         self.queue.stop()
+        self.plugins.shutdown()
         for client in self.clients.values():
             client.close()
         for server in self._servers.values():

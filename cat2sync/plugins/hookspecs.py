@@ -214,3 +214,11 @@ def cat2sync_register_jobs(register: Callable[[str, float | str, Callable[[], ob
     Call ``register(job_id, every_seconds_or_crontab, func)``; ``func`` takes no
     arguments. Job ids must be unique. Collect-all; the return value is ignored.
     """
+
+
+@hookspec
+def cat2sync_shutdown() -> None:
+    """Called once when the daemon stops (after the last transfer), to flush and close
+    what a plugin keeps open (files, queues of notifications). Collect-all; the return
+    value is ignored.
+    """

@@ -75,7 +75,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
             self.pm.enable_tracing()
         self._transforms: dict[str, Transform] | None = None
-        self._converters: dict[str, Converter] | None = None
+        self._converters: dict[str, tuple[str, Converter]] | None = None
 
     # -- set-up ----------------------------------------------------------------
 
@@ -135,15 +135,18 @@ class Plugins:
         return self._transforms
 
     @property
-    def converters(self) -> dict[str, Converter]:
+    def converters(self) -> dict[str, tuple[str, Converter]]:
+        """Suffix (lower case, with the dot) -> (plugin name, converter)."""
         if self._converters is None:
-            self._converters = {k.lower(): v for k, v in
-                                self._registry("cat2sync_register_converters").items()}
+            owners: dict[str, str] = {}
+            found = self._registry("cat2sync_register_converters", owners=owners)
+            self._converters = {k.lower(): (owners[k], v) for k, v in found.items()}
         return self._converters
 
-    def _registry(self, hook: str, *, unique: bool = False) -> dict[str, Any]:
+    def _registry(self, hook: str, *, unique: bool = False,
+                  owners: dict[str, str] | None = None) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        owner: dict[str, str] = {}
+        owner: dict[str, str] = {} if owners is None else owners
         for impl in self._impls(hook):
             def register(key: str, value: Any, _plugin: str = impl.plugin_name) -> None:
                 if unique and key in found:
@@ -183,6 +186,13 @@ class Plugins:
         self._each("cat2sync_uploaded", rule=rule, local_path=local_path,
                    remote_path=remote_path, client=client)
 
+    def shutdown(self) -> None:
+        for impl in self._impls("cat2sync_shutdown"):
+            try:
+                self._call(impl, "cat2sync_shutdown")
+            except PluginError as exc:
+                log.warning("%s", exc)
+
     def event(self, event: Event) -> None:
         """Tell every plugin; one that raises is logged and does not stop the others."""
         for impl in self._impls("cat2sync_event"):
@@ -205,7 +215,7 @@ class Plugins:
         """Call one plugin's implementation; any exception becomes a :class:`PluginError`."""
         try:
             return impl.function(*(kwargs[name] for name in impl.argnames))
-        except PluginError:
-            raise
+        except (PluginError, ManifestError):
+            raise  # a plugin's own one-line manifest error goes to the user as it is
         except Exception as exc:
             raise PluginError(impl.plugin_name, hook, exc, subject) from exc

@@ -1,0 +1,67 @@
+"""End to end: convert with the plugin through the manager, upload, fetch, compare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cat2sync_convert as conv
+import numpy as np
+import pytest
+import tifffile
+
+from cat2sync import Client
+from cat2sync.manifest import load_manifest
+from cat2sync.plugins import ConverterContext
+from cat2sync.plugins.manager import Plugins
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
+    monkeypatch.setattr(conv, "_options", conv._options)  # restored after the test
+    manifest_path = tmp_path / "cat2sync.toml"
+    manifest_path.write_text('[plugins.convert]\ncodec = "lz4hc"\nclevel = 7\n'
+                             'filters = ["bytedelta"]\nskiprows = 1\n')
+    plugins = Plugins(entry_points=False, extra=[conv])
+    plugins.configure(load_manifest(manifest_path, plugin_settings=plugins.declared_settings(),
+                                    check_paths=False))
+    return plugins
+
+
+def write_npy(path: Path, data: np.ndarray) -> None:
+    np.save(path, data)
+
+
+def write_npz(path: Path, data: np.ndarray) -> None:
+    np.savez_compressed(path, data=data, other=np.zeros(3))
+
+
+def write_csv(path: Path, data: np.ndarray) -> None:
+    np.savetxt(path, data, delimiter=",", header="a,b,c,d", comments="")
+
+
+def write_tiff(path: Path, data: np.ndarray) -> None:
+    tifffile.imwrite(path, data.astype("f4").reshape(5, 2, 2), photometric="minisblack")
+
+
+@pytest.mark.parametrize(("name", "write"), [
+    ("run.npy", write_npy), ("run.npz", write_npz), ("run.csv", write_csv),
+    ("run.tiff", write_tiff),
+])
+def test_converted_file_lands_on_the_server(
+    client: Client, remote_dir: str, data_dir: Path, tmp_path: Path, plugins: Plugins,
+    name: str, write: Callable[[Path, np.ndarray], None],
+) -> None:
+    data = np.linspace(0, 1, 20).reshape(5, 4)
+    source = data_dir / name
+    write(source, data)
+    expected = data.astype("f4").reshape(5, 2, 2) if name.endswith(".tiff") else data
+    dest = tmp_path / "out" / (source.stem + ".b2nd")
+    dest.parent.mkdir()
+    plugins.converters[source.suffix](source, dest, ConverterContext(rule="r", path=name))
+
+    remote = client.upload(dest, f"{remote_dir}/{dest.name}")
+    assert str(remote) == f"{remote_dir}/run.b2nd"
+    info = client.get_info(remote)
+    assert tuple(info["shape"]) == expected.shape
+    np.testing.assert_array_equal(client.fetch(remote), expected)
