@@ -15,6 +15,8 @@ from cat2sync import Client
 from cat2sync.server import LocalServer
 
 NEWCOMER_PASSWORD = "newcomerpass1"  # the server refuses passwords under 8 characters
+ALICE = ("alice@example.com", "alicepass1")  # created by tests/conftest.py
+ADMIN = ("admin@example.com", "adminpass1")
 
 MakeB2nd = Callable[..., Path]
 
@@ -32,14 +34,32 @@ def make_b2nd(data_dir: Path) -> MakeB2nd:
     return make
 
 
+@pytest.fixture(scope="module")
+def alice(server: LocalServer) -> Iterator[Client]:
+    """Alice, logged in once per module (a login costs the server ~0.2 s of hashing).
+
+    For tests that only need a working login and keep to their own remote folders;
+    tests that touch client state (cookies, subscriptions) use ``client``.
+    """
+    with Client(server.url, ALICE) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin(server: LocalServer) -> Iterator[Client]:
+    """The superuser, logged in once per module."""
+    with Client(server.url, ADMIN) as c:
+        yield c
+
+
 @pytest.fixture
-def newcomer(server: LocalServer, admin_client: Client) -> Iterator[Client]:
+def newcomer(server: LocalServer, admin: Client) -> Iterator[Client]:
     """A client for a user created just for this test: an empty, private @personal."""
     email = f"new-{uuid.uuid4().hex[:10]}@example.com"
-    admin_client.adduser(email, NEWCOMER_PASSWORD)
+    admin.adduser(email, NEWCOMER_PASSWORD)
     with Client(server.url, (email, NEWCOMER_PASSWORD)) as c:
         yield c
-    admin_client.deluser(email)
+    admin.deluser(email)
 
 
 @pytest.fixture
@@ -57,6 +77,7 @@ def structured(shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fields_array() -> np.ndarray:
+    """Like the seed's ``ds-2d-fields.b2nd`` (100x200). Shared: do not modify it."""
     return structured((100, 200))

@@ -11,7 +11,6 @@ import pytest
 from cat2sync import (
     AuthenticationError,
     BadRequest,
-    Cat2Error,
     Client,
     NotFound,
     RemoteError,
@@ -32,7 +31,8 @@ def test_missing_path_is_not_found_with_the_path(client: Client, remote_dir: str
         assert missing in str(err.value)
         assert err.value.detail
         assert err.value.status == 404
-        assert isinstance(err.value, RemoteError | Cat2Error | LookupError)
+        assert isinstance(err.value, RemoteError)
+        assert isinstance(err.value, LookupError)
 
 
 def test_unknown_root_is_not_found(client: Client) -> None:
@@ -51,6 +51,11 @@ def test_wrong_password_at_construction(server: LocalServer) -> None:
     assert secret not in message
     assert secret not in repr(err.value)
     assert all(secret not in str(arg) for arg in err.value.args)
+
+
+def test_password_is_not_shown(client: Client) -> None:
+    assert ALICE[1] not in repr(client)
+    assert ALICE[1] not in repr(client._t.credentials)
 
 
 def test_unknown_user_at_construction(server: LocalServer) -> None:

@@ -38,9 +38,9 @@ def test_root_object(newcomer: Client, make_b2nd, data_dir: Path) -> None:
     assert repr(root["a.b2nd"]) == "<Dataset: @personal/a.b2nd>"
 
 
-def test_dataset_object(client: Client, remote_dir: str, make_b2nd) -> None:
-    client.upload(make_b2nd("a.b2nd", A2, chunks=(5, 10), blocks=(5, 5)), f"{remote_dir}/a.b2nd")
-    ds = client.get(f"{remote_dir}/a.b2nd")
+def test_dataset_object(alice: Client, remote_dir: str, make_b2nd) -> None:
+    alice.upload(make_b2nd("a.b2nd", A2, chunks=(5, 10), blocks=(5, 5)), f"{remote_dir}/a.b2nd")
+    ds = alice.get(f"{remote_dir}/a.b2nd")
     assert isinstance(ds, Dataset)
     assert ds.name == "a.b2nd"
     assert str(ds.path) == f"{remote_dir}/a.b2nd"
@@ -58,13 +58,13 @@ def test_dataset_object(client: Client, remote_dir: str, make_b2nd) -> None:
     part = ds.slice((slice(0, 4), slice(0, 2)))
     assert isinstance(part, blosc2.NDArray)
     np.testing.assert_array_equal(part[:], A2[:4, :2])
-    assert ds.get_chunk(1) == client.get_chunk(ds.path, 1)
+    assert ds.get_chunk(1) == alice.get_chunk(ds.path, 1)
 
 
-def test_dataset_field_access(client: Client, remote_dir: str, make_b2nd,
+def test_dataset_field_access(alice: Client, remote_dir: str, make_b2nd,
                               fields_array: np.ndarray) -> None:
-    client.upload(make_b2nd("f.b2nd", fields_array), f"{remote_dir}/f.b2nd")
-    ds = client.get(f"{remote_dir}/f.b2nd")
+    alice.upload(make_b2nd("f.b2nd", fields_array), f"{remote_dir}/f.b2nd")
+    ds = alice.get(f"{remote_dir}/f.b2nd")
     assert isinstance(ds, Dataset)
     np.testing.assert_array_equal(ds["a"], fields_array["a"])
     np.testing.assert_array_equal(ds["b"], fields_array["b"])
@@ -72,25 +72,25 @@ def test_dataset_field_access(client: Client, remote_dir: str, make_b2nd,
     assert ds.slice(None, field="b", as_blosc2=False).shape == (100, 200)
 
 
-def test_dataset_object_operations(client: Client, remote_dir: str, make_b2nd,
+def test_dataset_object_operations(alice: Client, remote_dir: str, make_b2nd,
                                    tmp_path: Path) -> None:
-    client.upload(make_b2nd("a.b2nd", np.arange(6)), f"{remote_dir}/a.b2nd")
-    ds = client.get(f"{remote_dir}/a.b2nd")
+    alice.upload(make_b2nd("a.b2nd", np.arange(6)), f"{remote_dir}/a.b2nd")
+    ds = alice.get(f"{remote_dir}/a.b2nd")
     assert isinstance(ds, Dataset)
     out = ds.download(tmp_path / "a.b2nd")
     np.testing.assert_array_equal(blosc2.open(str(out))[:], np.arange(6))
     assert ds.copy(f"{remote_dir}/b.b2nd") == f"{remote_dir}/b.b2nd"
     assert ds.move(f"{remote_dir}/c.b2nd") == f"{remote_dir}/c.b2nd"
-    assert sorted(client.get_list(remote_dir)) == ["b.b2nd", "c.b2nd"]
-    assert client.get(f"{remote_dir}/c.b2nd").remove() == f"{remote_dir}/c.b2nd"
-    assert client.get_list(remote_dir) == ["b.b2nd"]
+    assert sorted(alice.get_list(remote_dir)) == ["b.b2nd", "c.b2nd"]
+    assert alice.get(f"{remote_dir}/c.b2nd").remove() == f"{remote_dir}/c.b2nd"
+    assert alice.get_list(remote_dir) == ["b.b2nd"]
 
 
-def test_file_object_for_a_regular_file(client: Client, remote_dir: str, data_dir: Path,
+def test_file_object_for_a_regular_file(alice: Client, remote_dir: str, data_dir: Path,
                                         tmp_path: Path) -> None:
     (data_dir / "README.md").write_bytes(b"# title\n" * 100)
-    client.upload(data_dir / "README.md", f"{remote_dir}/README.md")
-    readme = client.get(f"{remote_dir}/README.md")
+    alice.upload(data_dir / "README.md", f"{remote_dir}/README.md")
+    readme = alice.get(f"{remote_dir}/README.md")
     assert type(readme) is File
     assert readme.name == "README.md"
     assert repr(readme) == f"<File: {remote_dir}/README.md>"
@@ -98,11 +98,11 @@ def test_file_object_for_a_regular_file(client: Client, remote_dir: str, data_di
     assert readme.download(tmp_path / "r.md").read_bytes() == b"# title\n" * 100
 
 
-def test_group_object_for_a_directory(client: Client, remote_dir: str, make_b2nd) -> None:
+def test_group_object_for_a_directory(alice: Client, remote_dir: str, make_b2nd) -> None:
     local = make_b2nd("a.b2nd", np.arange(3))
-    client.upload(local, f"{remote_dir}/dir/a.b2nd")
-    client.upload(local, f"{remote_dir}/dir/sub/b.b2nd")
-    group = client.get(f"{remote_dir}/dir")
+    alice.upload(local, f"{remote_dir}/dir/a.b2nd")
+    alice.upload(local, f"{remote_dir}/dir/sub/b.b2nd")
+    group = alice.get(f"{remote_dir}/dir")
     assert isinstance(group, Group)
     assert repr(group) == f"<Group: {remote_dir}/dir>"
     assert group.meta["kind"] == "group"
@@ -114,12 +114,12 @@ def test_group_object_for_a_directory(client: Client, remote_dir: str, make_b2nd
     np.testing.assert_array_equal(member[:], np.arange(3))
 
 
-def test_group_object_for_an_h5_file(client: Client, remote_dir: str, data_dir: Path) -> None:
+def test_group_object_for_an_h5_file(alice: Client, remote_dir: str, data_dir: Path) -> None:
     with h5py.File(data_dir / "data.h5", "w") as h5:
         h5["x"] = np.arange(10)
         h5.create_group("grp")["y"] = np.ones((3, 4))
-    client.upload(data_dir / "data.h5", f"{remote_dir}/data.h5")
-    h5obj = client.get(f"{remote_dir}/data.h5")
+    alice.upload(data_dir / "data.h5", f"{remote_dir}/data.h5")
+    h5obj = alice.get(f"{remote_dir}/data.h5")
     assert isinstance(h5obj, Group)
     assert sorted(h5obj) == ["grp/y", "x"]
     y = h5obj["grp/y"]
@@ -130,18 +130,18 @@ def test_group_object_for_an_h5_file(client: Client, remote_dir: str, data_dir: 
     assert h5obj.unfold() == f"{remote_dir}/data"
 
 
-def test_get_of_a_missing_path(client: Client, remote_dir: str) -> None:
+def test_get_of_a_missing_path(alice: Client, remote_dir: str) -> None:
     with pytest.raises(NotFound):
-        client.get(f"{remote_dir}/missing.b2nd")
+        alice.get(f"{remote_dir}/missing.b2nd")
 
 
-def test_objects_see_changes_made_by_the_same_client(client: Client, remote_dir: str,
+def test_objects_see_changes_made_by_the_same_client(alice: Client, remote_dir: str,
                                                      make_b2nd) -> None:
     remote = f"{remote_dir}/a.b2nd"
-    client.upload(make_b2nd("a.b2nd", np.arange(10)), remote)
-    ds = client.get(remote)
+    alice.upload(make_b2nd("a.b2nd", np.arange(10)), remote)
+    ds = alice.get(remote)
     assert isinstance(ds, Dataset)
     assert ds.shape == (10,)
-    client.upload(make_b2nd("b.b2nd", np.arange(4).reshape(2, 2)), remote)  # replaced
+    alice.upload(make_b2nd("b.b2nd", np.arange(4).reshape(2, 2)), remote)  # replaced
     assert ds.shape == (2, 2)
     assert ds.ndim == 2

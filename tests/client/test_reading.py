@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,18 +19,25 @@ from cat2sync.server import LocalServer
 GRID = np.arange(40 * 30, dtype="f8").reshape(40, 30)
 
 
-@pytest.fixture
-def grid(client: Client, remote_dir: str, make_b2nd) -> str:
-    """A 40x30 float dataset in several chunks; returns its remote path."""
-    remote = f"{remote_dir}/grid.b2nd"
-    client.upload(make_b2nd("grid.b2nd", GRID, chunks=(10, 30), blocks=(5, 30)), remote)
+@pytest.fixture(scope="module")
+def grid_local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("grid") / "grid.b2nd"
+    blosc2.asarray(GRID, urlpath=str(path), mode="w", chunks=(10, 30), blocks=(5, 30))
+    return path
+
+
+@pytest.fixture(scope="module")
+def grid(alice: Client, grid_local: Path) -> str:
+    """A 40x30 float dataset in 4 chunks, shared by this module's read-only tests."""
+    remote = f"@personal/t-{uuid.uuid4().hex[:10]}/grid.b2nd"
+    alice.upload(grid_local, remote)
     return remote
 
 
 # -- info and stat ---------------------------------------------------------------
 
-def test_get_info_of_a_dataset(client: Client, grid: str) -> None:
-    info = client.get_info(grid)
+def test_get_info_of_a_dataset(alice: Client, grid: str) -> None:
+    info = alice.get_info(grid)
     assert {"shape", "chunks", "blocks", "dtype", "schunk", "mtime"} <= set(info)
     assert info["shape"] == [40, 30]
     assert info["chunks"] == [10, 30]
@@ -38,30 +46,31 @@ def test_get_info_of_a_dataset(client: Client, grid: str) -> None:
     assert info["schunk"]["nchunks"] == 4
 
 
-def test_get_info_of_a_regular_file_and_a_folder(client: Client, remote_dir: str,
+def test_get_info_of_a_regular_file_and_a_folder(alice: Client, remote_dir: str,
                                                  data_dir: Path) -> None:
     text = data_dir / "notes.txt"
     text.write_bytes(b"line\n" * 1000)
-    client.upload(text, f"{remote_dir}/notes.txt")
-    info = client.get_info(f"{remote_dir}/notes.txt")
+    alice.upload(text, f"{remote_dir}/notes.txt")
+    info = alice.get_info(f"{remote_dir}/notes.txt")
     assert "shape" not in info
     assert info["nbytes"] == 5000
     assert info["cbytes"] < 5000
-    folder = client.get_info(remote_dir)
+    folder = alice.get_info(remote_dir)
     assert folder["kind"] == "group"
     assert folder["nfiles"] == 1
 
 
-def test_stat_gives_an_etag_for_files_that_changes_on_write(client: Client, grid: str,
+def test_stat_gives_an_etag_for_files_that_changes_on_write(alice: Client, grid_local: Path,
                                                             remote_dir: str) -> None:
-    info, etag = client.stat(grid)
+    grid = str(alice.upload(grid_local, f"{remote_dir}/grid.b2nd"))
+    info, etag = alice.stat(grid)
     assert info["shape"] == [40, 30]
     assert etag
-    client.append(grid, np.zeros((2, 30)))
-    info2, etag2 = client.stat(grid)
+    alice.append(grid, np.zeros((2, 30)))
+    info2, etag2 = alice.stat(grid)
     assert info2["shape"] == [42, 30]
     assert etag2 and etag2 != etag
-    assert client.stat(remote_dir)[1] is None  # folders have no etag
+    assert alice.stat(remote_dir)[1] is None  # folders have no etag
 
 
 # -- fetch and get_slice ----------------------------------------------------------
@@ -83,13 +92,13 @@ def test_stat_gives_an_etag_for_files_that_changes_on_write(client: Client, grid
         ((slice(50, 60),), GRID[50:60]),  # out of range: empty, as in NumPy
     ],
 )
-def test_fetch_matches_numpy_indexing(client: Client, grid: str, key, expected) -> None:
-    got = client.fetch(grid, key)
+def test_fetch_matches_numpy_indexing(alice: Client, grid: str, key, expected) -> None:
+    got = alice.fetch(grid, key)
     assert np.shape(got) == expected.shape
     np.testing.assert_array_equal(got, expected)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.tuples(st.integers(-45, 45) | st.none(), st.integers(-45, 45) | st.none(),
@@ -97,121 +106,123 @@ def test_fetch_matches_numpy_indexing(client: Client, grid: str, key, expected) 
     cols=st.tuples(st.integers(-35, 35) | st.none(), st.integers(-35, 35) | st.none(),
                    st.integers(1, 5) | st.none()),
 )
-def test_get_slice_agrees_with_numpy_for_any_slices(client: Client, grid: str,
+def test_get_slice_agrees_with_numpy_for_any_slices(alice: Client, grid: str,
                                                     rows: tuple, cols: tuple) -> None:
     key = (slice(*rows), slice(*cols))
-    np.testing.assert_array_equal(client.get_slice(grid, key, as_blosc2=False), GRID[key])
+    np.testing.assert_array_equal(alice.get_slice(grid, key, as_blosc2=False), GRID[key])
 
 
-def test_get_slice_as_blosc2_or_numpy(client: Client, grid: str) -> None:
-    as_b2 = client.get_slice(grid, (slice(1, 3), slice(2, 4)))
+def test_get_slice_as_blosc2_or_numpy(alice: Client, grid: str) -> None:
+    as_b2 = alice.get_slice(grid, (slice(1, 3), slice(2, 4)))
     assert isinstance(as_b2, blosc2.NDArray)
     np.testing.assert_array_equal(as_b2[:], GRID[1:3, 2:4])
-    as_np = client.get_slice(grid, (slice(1, 3), slice(2, 4)), as_blosc2=False)
+    as_np = alice.get_slice(grid, (slice(1, 3), slice(2, 4)), as_blosc2=False)
     assert type(as_np) is np.ndarray
     np.testing.assert_array_equal(as_np, GRID[1:3, 2:4])
 
 
-def test_fetch_of_a_structured_dataset_and_its_fields(client: Client, remote_dir: str,
+def test_fetch_of_a_structured_dataset_and_its_fields(alice: Client, remote_dir: str,
                                                       make_b2nd, fields_array) -> None:
     remote = f"{remote_dir}/fields.b2nd"
-    client.upload(make_b2nd("fields.b2nd", fields_array), remote)
-    part = client.fetch(remote, (slice(0, 2), slice(0, 2)))
+    alice.upload(make_b2nd("fields.b2nd", fields_array), remote)
+    part = alice.fetch(remote, (slice(0, 2), slice(0, 2)))
     assert part.dtype == fields_array.dtype
     np.testing.assert_array_equal(part, fields_array[:2, :2])
-    field_b = client.get_slice(remote, field="b", as_blosc2=False)
+    field_b = alice.get_slice(remote, field="b", as_blosc2=False)
     np.testing.assert_array_equal(field_b, fields_array["b"])
-    field_a = client.get_slice(remote, (slice(0, 1),), field="a")  # key is ignored with field
+    field_a = alice.get_slice(remote, (slice(0, 1),), field="a")  # key is ignored with field
     assert isinstance(field_a, blosc2.NDArray)
     np.testing.assert_array_equal(field_a[:], fields_array["a"])
 
 
-def test_field_of_a_structured_dataset_that_does_not_exist(client: Client, remote_dir: str,
+def test_field_of_a_structured_dataset_that_does_not_exist(alice: Client, remote_dir: str,
                                                            make_b2nd, fields_array) -> None:
     remote = f"{remote_dir}/fields.b2nd"
-    client.upload(make_b2nd("fields.b2nd", fields_array), remote)
+    alice.upload(make_b2nd("fields.b2nd", fields_array), remote)
     with pytest.raises(BadRequest) as err:
-        client.get_slice(remote, field="zz")
+        alice.get_slice(remote, field="zz")
     assert "zz" in str(err.value)
     assert err.value.path == remote
 
 
-def test_field_of_a_plain_array_is_a_bad_request(client: Client, grid: str) -> None:
+def test_field_of_a_plain_array_is_a_bad_request(alice: Client, grid: str) -> None:
     with pytest.raises(BadRequest) as err:
-        client.get_slice(grid, field="a")
+        alice.get_slice(grid, field="a")
     assert "'a'" in err.value.detail
     assert err.value.path == grid
 
 
-def test_fetch_of_a_missing_dataset(client: Client, remote_dir: str) -> None:
+def test_fetch_of_a_missing_dataset(alice: Client, remote_dir: str) -> None:
     with pytest.raises(NotFound):
-        client.fetch(f"{remote_dir}/missing.b2nd")
+        alice.fetch(f"{remote_dir}/missing.b2nd")
 
 
 # -- get_chunk --------------------------------------------------------------------
 
-def test_get_chunk_is_the_stored_chunk(client: Client, grid: str, data_dir: Path) -> None:
-    local = blosc2.open(str(data_dir / "grid.b2nd"))
+def test_get_chunk_is_the_stored_chunk(alice: Client, grid: str, grid_local: Path) -> None:
+    local = blosc2.open(str(grid_local))
     for i in range(local.schunk.nchunks):
-        remote_chunk = client.get_chunk(grid, i)
+        remote_chunk = alice.get_chunk(grid, i)
         assert remote_chunk == local.schunk.get_chunk(i)
         assert blosc2.decompress(remote_chunk) == GRID[10 * i:10 * (i + 1)].tobytes()
 
 
 @pytest.mark.parametrize("nchunk", [4, 100])
-def test_get_chunk_out_of_range(client: Client, grid: str, nchunk: int) -> None:
+def test_get_chunk_out_of_range(alice: Client, grid: str, nchunk: int) -> None:
     with pytest.raises(BadRequest) as err:
-        client.get_chunk(grid, nchunk)
+        alice.get_chunk(grid, nchunk)
     assert str(nchunk) in err.value.detail
-    assert client.get_chunk(grid, 3)  # the connection still works afterwards
+    assert alice.get_chunk(grid, 3)  # the connection still works afterwards
 
 
 # -- download ---------------------------------------------------------------------
 
-def test_download_of_a_dataset_is_byte_identical(client: Client, grid: str, data_dir: Path,
+def test_download_of_a_dataset_is_byte_identical(alice: Client, grid: str, grid_local: Path,
                                                  tmp_path: Path) -> None:
-    out = client.download(grid, tmp_path / "copy.b2nd")
+    out = alice.download(grid, tmp_path / "copy.b2nd")
     assert out == tmp_path / "copy.b2nd"
-    assert out.read_bytes() == (data_dir / "grid.b2nd").read_bytes()
+    assert out.read_bytes() == grid_local.read_bytes()
 
 
 def test_download_of_a_regular_file_gives_the_original_bytes(
-        client: Client, server: LocalServer, remote_dir: str, data_dir: Path,
+        alice: Client, server: LocalServer, remote_dir: str, data_dir: Path,
         tmp_path: Path) -> None:
-    original = bytes(range(256)) * 400 + b"tail"
-    (data_dir / "blob.bin").write_bytes(original)
-    client.upload(data_dir / "blob.bin", f"{remote_dir}/blob.bin")
+    original = "".join(f"line {i}: ünïcödé\n" for i in range(3000)).encode()
+    (data_dir / "notes.txt").write_bytes(original)
+    alice.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
     # Stored compressed, as <name>.b2, in alice's personal area on the server.
     rel = remote_dir.removeprefix("@personal/")
-    stored = list((server.state_dir / "state" / "personal").glob(f"*/{rel}/blob.bin.b2"))
+    stored = list((server.state_dir / "state" / "personal").glob(f"*/{rel}/notes.txt.b2"))
     assert len(stored) == 1
-    assert stored[0].read_bytes() != original
-    out = client.download(f"{remote_dir}/blob.bin", tmp_path / "blob.bin")
+    assert len(stored[0].read_bytes()) < len(original)
+    assert alice.get_list(remote_dir) == ["notes.txt"]
+    out = alice.download(f"{remote_dir}/notes.txt", tmp_path / "out" / "notes.txt")
     assert out.read_bytes() == original
+    assert list(out.parent.iterdir()) == [out]  # no temporary files left behind
 
 
-def test_download_defaults_to_the_remote_path_below_cwd(client: Client, grid: str,
+def test_download_defaults_to_the_remote_path_below_cwd(alice: Client, grid: str,
                                                         tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    out = client.download(grid)
+    out = alice.download(grid)
     assert out == Path(grid)
     assert not out.is_absolute()
     np.testing.assert_array_equal(blosc2.open(str(tmp_path / grid))[:], GRID)
 
 
-def test_download_into_an_existing_directory(client: Client, grid: str, tmp_path: Path) -> None:
+def test_download_into_an_existing_directory(alice: Client, grid: str, tmp_path: Path) -> None:
     target = tmp_path / "here"
     target.mkdir()
-    out = client.download(grid, target)
+    out = alice.download(grid, target)
     assert out == target / "grid.b2nd"
     np.testing.assert_array_equal(blosc2.open(str(out))[:], GRID)
 
 
-def test_download_of_a_missing_file_writes_nothing(client: Client, remote_dir: str,
+def test_download_of_a_missing_file_writes_nothing(alice: Client, remote_dir: str,
                                                    tmp_path: Path) -> None:
     with pytest.raises(NotFound):
-        client.download(f"{remote_dir}/missing.b2nd", tmp_path / "missing.b2nd")
+        alice.download(f"{remote_dir}/missing.b2nd", tmp_path / "missing.b2nd")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -249,11 +260,13 @@ class _BreakDownloads(httpx.BaseTransport):
 
 
 @pytest.mark.parametrize("name", ["grid.b2nd", "notes.txt"])
-def test_interrupted_download_leaves_no_partial_file(server: LocalServer, client: Client,
-                                                     grid: str, remote_dir: str, name: str,
-                                                     data_dir: Path, tmp_path: Path) -> None:
+def test_interrupted_download_leaves_no_partial_file(server: LocalServer, alice: Client,
+                                                     grid_local: Path, remote_dir: str,
+                                                     name: str, data_dir: Path,
+                                                     tmp_path: Path) -> None:
     (data_dir / "notes.txt").write_bytes(b"x" * 100_000)
-    client.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
+    alice.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
+    alice.upload(grid_local, f"{remote_dir}/grid.b2nd")
     target = tmp_path / "out"
     target.mkdir()
     (target / name).write_bytes(b"previous content")
