@@ -7,9 +7,10 @@ Everything that turns an httpx exception or an HTTP error status into a
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -47,11 +48,31 @@ class Credentials:
 
 @dataclass(slots=True)
 class TransferStats:
-    """Body bytes moved through one client (request and response bodies, not headers)."""
+    """Body bytes moved through one client (request and response bodies, not headers).
+
+    The totals count every thread; :meth:`this_thread` counts only the calling thread's
+    requests, so that concurrent transfers can each report their own bytes.
+    """
 
     requests: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False,
+                                    compare=False)
+
+    def add(self, *, sent: int = 0, received: int = 0, requests: int = 0) -> None:
+        with self._lock:
+            self.bytes_sent += sent
+            self.bytes_received += received
+            self.requests += requests
+        local = self._local
+        local.sent = getattr(local, "sent", 0) + sent
+        local.received = getattr(local, "received", 0) + received
+
+    def this_thread(self) -> tuple[int, int]:
+        """``(bytes_sent, bytes_received)`` by the calling thread so far."""
+        return getattr(self._local, "sent", 0), getattr(self._local, "received", 0)
 
 
 def api_path(path: str) -> str:
@@ -88,17 +109,17 @@ class _CountingTransport(httpx.BaseTransport):
         self._stats = stats
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._stats.requests += 1
+        self._stats.add(requests=1)
         request.stream = _CountingStream(request.stream, self._add_sent)
         response = self._inner.handle_request(request)
         response.stream = _CountingStream(response.stream, self._add_received)
         return response
 
     def _add_sent(self, n: int) -> None:
-        self._stats.bytes_sent += n
+        self._stats.add(sent=n)
 
     def _add_received(self, n: int) -> None:
-        self._stats.bytes_received += n
+        self._stats.add(received=n)
 
     def close(self) -> None:
         self._inner.close()
@@ -180,6 +201,8 @@ class Transport:
         self.stats = TransferStats()
         self._verify = verify
         self._injected = transport
+        self._login_lock = threading.RLock()
+        self._logins = 0  # counts logins, so that concurrent 401s log in only once
         self._http = self._new_http(httpx.Cookies())
         self.closed = False
         if credentials is not None:
@@ -198,10 +221,10 @@ class Transport:
         )
 
     def _reset_pool(self) -> None:
-        cookies = self._http.cookies
-        if self._injected is None:  # an injected transport is owned by the caller
-            self._http.close()
-        self._http = self._new_http(cookies)
+        # Other threads may still be reading from the old pool: leave it to the garbage
+        # collector instead of closing it under them.
+        with self._login_lock:
+            self._http = self._new_http(self._http.cookies)
 
     def close(self) -> None:
         if not self.closed:
@@ -212,8 +235,20 @@ class Transport:
     def logged_in(self) -> bool:
         return self.credentials is not None
 
+    def relogin(self, seen: int) -> None:
+        """Log in again unless another thread did since it saw login number ``seen``."""
+        with self._login_lock:
+            if self._logins == seen:
+                self.login()
+
     def login(self) -> None:
         """Log in with the stored credentials; one clear error on a wrong password."""
+        assert self.credentials is not None
+        with self._login_lock:
+            self._login()
+            self._logins += 1
+
+    def _login(self) -> None:
         assert self.credentials is not None
         self._http.cookies.clear()
         try:
@@ -264,6 +299,7 @@ class Transport:
         idempotent = method == "GET" if idempotent is None else idempotent
         relogged = retried_500 = False
         attempt = 0
+        logins = self._logins
         while True:
             attempt += 1
             try:
@@ -294,7 +330,7 @@ class Transport:
             status = response.status_code
             if status == 401 and self.logged_in and not relogged and not _needs_superuser(response):
                 relogged = True  # the login cookie expired (12 h); the server did nothing
-                self.login()
+                self.relogin(logins)
                 continue
             if status >= 500:
                 self._reset_pool()
