@@ -172,15 +172,17 @@ def _remove_quietly(ctx: Context, remote: str) -> None:
 # -- cases ----------------------------------------------------------------------------
 
 
-@case("upload .b2nd", "upload the random-walk .b2nd from disk (stored byte for byte)")
+@case("upload-b2nd", "upload the random-walk .b2nd from disk (stored byte for byte)")
 def upload_b2nd(ctx: Context, side: str) -> list[Figure]:
     local = walk_dataset(ctx)
-    remote = f"{REMOTE_DIR}/upload-{side}.b2nd"
-    _remove_quietly(ctx, remote)  # every repeat writes a new file, as the first one did
+    run = ctx.cached(f"upload-runs:{side}", lambda: [0])
+    run[0] += 1
+    remote = f"{REMOTE_DIR}/upload-{side}-{run[0]}.b2nd"  # every run creates a new file
     out = run_isolated(transfer_worker, "upload", side, ctx.url, ctx.user, str(local), remote)
     stored = ctx.stored_file(remote)
     if not stored.exists() or sha256_file(stored) != _digest(ctx, local):
         raise VerificationError(f"{side}: the server stored different bytes for {remote}")
+    _remove_quietly(ctx, remote)  # the next run's sync() writes the deletion back
     size = local.stat().st_size
     return [
         Figure("MB/s", size / out["seconds"] / MB, "MB/s", True),
@@ -202,7 +204,7 @@ def _download(ctx: Context, side: str, local: Path) -> tuple[dict[str, Any], int
     return out, size
 
 
-@case("download .b2nd", "download the random-walk .b2nd to a local file (stored bytes)")
+@case("download-b2nd", "download the random-walk .b2nd to a local file (stored bytes)")
 def download_b2nd(ctx: Context, side: str) -> list[Figure]:
     out, size = _download(ctx, side, walk_dataset(ctx))
     return [
@@ -211,7 +213,7 @@ def download_b2nd(ctx: Context, side: str) -> list[Figure]:
     ]
 
 
-@case("download .bin", "download a plain low-entropy file that the server keeps compressed")
+@case("download-bin", "download a plain low-entropy file that the server keeps compressed")
 def download_bin(ctx: Context, side: str) -> list[Figure]:
     out, size = _download(ctx, side, lowentropy_file(ctx))
     return [

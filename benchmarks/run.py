@@ -34,6 +34,7 @@ except ImportError:  # running from a source checkout
 
 from _common import CASES, SIDES, Context, Figure, VerificationError, have_reference  # noqa: E402
 
+from cat2sync.errors import ServerStartError  # noqa: E402
 from cat2sync.server import LocalServer  # noqa: E402
 
 #: Modules that register cases with ``@case``; add new ones here.
@@ -166,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         server = LocalServer(workdir / "server", superuser=ADMIN)
         print(f"starting a Caterva2 server in {workdir} ...", file=sys.stderr, flush=True)
-        server.start()
+        try:
+            server.start()
+        except ServerStartError as exc:
+            print(f"cannot start the Caterva2 server (pip install 'cat2sync[server]'):\n{exc}",
+                  file=sys.stderr)
+            return 2
         try:
             server.add_user(*USER)
             ctx = Context(url=server.url, user=USER, workdir=workdir,

@@ -16,7 +16,7 @@ import blosc2
 import httpx
 import numpy as np
 
-from ..errors import BadRequest, NotFound, ServerError, TransportError
+from ..errors import BadRequest, NotFound, ServerError, Timeout, TransportError
 from ._files import atomic_writer, is_native, unpack_frame
 from ._keys import field_names, slice_param
 from ._objects import Dataset, File, Group, Root
@@ -223,7 +223,7 @@ class Client:
         spath = str(path)
         try:
             resp = self._t.request("GET", "/api/fetch/" + api_path(spath), path=spath,
-                                   params=params, work=True)
+                                   params=params, work=True, retry_500=field is None)
         except ServerError:
             if field is not None:  # the server answers 500 for a field of a plain array
                 self._check_field(spath, field)
@@ -242,7 +242,8 @@ class Client:
         spath = str(path)
         try:
             resp = self._t.request("GET", "/api/chunk/" + api_path(spath), path=spath,
-                                   params={"nchunk": int(nchunk)}, work=True)
+                                   params={"nchunk": int(nchunk)}, work=True,
+                                   retry_500=False)
         except ServerError:
             self._check_nchunk(spath, nchunk)  # the server answers 500 when out of range
             raise
@@ -272,30 +273,39 @@ class Client:
         self.download_to(remote, dest)
         return dest
 
-    def download_to(self, remote: str, dest: Path) -> int:
-        """Stream ``remote`` into ``dest`` atomically; returns the bytes written."""
+    def download_to(self, remote: str, dest: str | os.PathLike[str], *,
+                    durable: bool = False) -> int:
+        """Stream ``remote`` into ``dest`` atomically; returns the bytes written.
+
+        :param durable: flush to disk before the file appears under its name.
+        """
         headers = {} if is_native(remote) else {"Accept-Encoding": "blosc2"}
+        target = Path(dest)
         for attempt in range(2):  # a reset mid-stream is retried once from the start
             try:
-                return self._stream_download(remote, dest, headers)
+                return self._stream_download(remote, target, headers, durable)
+            except httpx.TimeoutException as exc:
+                if attempt:
+                    raise Timeout(f"download stalled: {exc}", path=remote) from exc
             except httpx.TransportError as exc:
                 if attempt:
                     raise TransportError(f"download interrupted: {exc}", path=remote) from exc
         raise AssertionError("unreachable")
 
-    def _stream_download(self, remote: str, dest: Path, headers: dict[str, str]) -> int:
+    def _stream_download(self, remote: str, dest: Path, headers: dict[str, str],
+                         durable: bool) -> int:
         resp = self._t.request("GET", "/api/download/" + api_path(remote), path=remote,
                                headers=headers, stream=True, work=True)
         try:
             if resp.headers.get("content-encoding") != "blosc2":
-                with atomic_writer(dest) as out:
+                with atomic_writer(dest, durable=durable) as out:
                     return self._copy_body(resp, out)
             with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None,
                                              prefix=".cat2sync-") as tmp:
                 frame = Path(tmp) / "frame.b2"
                 with frame.open("wb") as raw:
                     self._copy_body(resp, raw)
-                with atomic_writer(dest) as out:
+                with atomic_writer(dest, durable=durable) as out:
                     unpack_frame(frame, out)
                     return out.tell()
         finally:
@@ -458,7 +468,8 @@ class Client:
     def deluser(self, user: str) -> str:
         """Delete a user (superusers only); returns the server's message."""
         try:
-            message: str = self._get_json("deluser", user)
+            # A GET, but not idempotent: a retry after a lost answer would say "no user".
+            message: str = self._get_json("deluser", user, idempotent=False)
         except BadRequest as exc:
             if "UserNotExists" in exc.detail:  # the server answers 400 for an unknown user
                 raise NotFound(f"no user {user}", path=user, status=exc.status) from None

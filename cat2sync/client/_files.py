@@ -23,18 +23,22 @@ def is_native(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_writer(dest: Path) -> Iterator[BinaryIO]:
+def atomic_writer(dest: Path, *, durable: bool = False) -> Iterator[BinaryIO]:
     """Write to a hidden temporary file beside ``dest``; rename into place on success.
 
     A reader never sees a partial file at ``dest``; a failure leaves ``dest`` untouched.
+    ``durable`` also flushes the data to disk before the rename, so that a power cut
+    cannot leave an empty file under the final name (the daemon's mirror wants that;
+    it costs about a fifth of the download speed).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         Path(tmp).replace(dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -284,6 +284,7 @@ class Transport:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         body: Callable[[], dict[str, Any]] | None = None,
+        retry_500: bool = True,
     ) -> httpx.Response:
         """Send a request with the retry policy; raise a :class:`RemoteError` on failure.
 
@@ -293,6 +294,8 @@ class Transport:
         :param stream: return with the body unread (the caller must close it).
         :param body: makes fresh ``files``/``data`` keyword arguments for each attempt,
             so that a retried upload re-reads its file from the start.
+        :param retry_500: False where the server answers 500 for bad input (chunk out
+            of range), so that retrying would only repeat it.
         """
         if self.closed:
             raise TransportError("client is closed", path=path)
@@ -334,7 +337,8 @@ class Transport:
                 continue
             if status >= 500:
                 self._reset_pool()
-                retryable = status in _RETRY_STATUSES or (status == 500 and not retried_500)
+                retryable = status in _RETRY_STATUSES or (
+                    status == 500 and retry_500 and not retried_500)
                 if idempotent and retryable and attempt <= self.retries:
                     retried_500 = retried_500 or status == 500
                     self._sleep_backoff(attempt)
