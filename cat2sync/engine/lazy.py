@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from ..client import Client
@@ -11,6 +12,8 @@ from ..manifest import LazyExprRule
 from ..plugins.hookspecs import LazyExprRequest
 
 __all__ = ["LazyExprEngine"]
+
+log = logging.getLogger(__name__)
 
 
 class LazyExprEngine:
@@ -45,12 +48,16 @@ class LazyExprEngine:
                 self.client.lazyexpr(self.rule.name, self.rule.expression, self.rule.operands)
             else:
                 self.client.lazyexpr_at(self.rule.path, self.rule.expression, self.rule.operands)
-        except Cat2Error as exc:
+        except Exception as exc:
             # Retried on the next change of an operand, or on the next scheduled refresh.
-            self.last_error = str(exc)
+            # Not only Cat2Error: this runs inside start() and scheduler jobs, which an
+            # unexpected error must not abort.
+            self.last_error = str(exc) if isinstance(exc, Cat2Error) else \
+                f"{exc.__class__.__name__}: {exc}"
+            log.debug("lazyexpr %s failed", self.rule.name, exc_info=exc)
             self.emit(Event(kind=EventKind.FAILED, rule=f"lazyexpr:{self.rule.name}",
                             path=self.rule.name, remote=self.target,
-                            message=str(exc)))
+                            message=self.last_error))
             return False
         self.last_error = None
         self.emit(Event(kind=EventKind.COMPUTED, rule=f"lazyexpr:{self.rule.name}",

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 import time
+import unicodedata
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 import blosc2
+import numpy as np
 
 from ..client import Client
 from ..errors import Cat2Error, NotFound
@@ -26,11 +30,15 @@ from ..events import Event, EventKind, EventSink
 from ..manifest import SubscribeRule
 from ..state import Mirrored, StateStore
 from .localtree import TEMP_PREFIX, Matcher
-from .names import UnsafeName, local_target
+from .names import UnsafeName, collision_key, local_target
 
 __all__ = ["MirrorEngine", "PassResult"]
 
 log = logging.getLogger(__name__)
+
+# Stored and served byte for byte; anything else travels as the server's compressed
+# frame and arrives decompressed (caterva2-rest.md §2).
+_STORED_AS_IS = frozenset({".b2nd", ".b2frame", ".b2", ".b2z", ".h5", ".hdf5"})
 
 
 @dataclass(slots=True)
@@ -49,15 +57,40 @@ class PassResult:
 
 @dataclass(frozen=True, slots=True)
 class _Remote:
-    name: str  # relative to the rule's remote folder, normalised
+    name: str  # relative to the rule's remote folder, as listed
     target: Path
     info: dict[str, Any]
     etag: str | None
 
 
+_Tally = Literal["downloaded", "extended", "unchanged", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What happened to one entry; tallied by the pass thread, not by the workers."""
+
+    tally: _Tally | None  # the PassResult counter to bump
+    event: Event | None = None
+    changed: str | None = None  # the remote path whose local copy was (re)written
+
+
 def _schunk_info(info: dict[str, Any]) -> dict[str, Any]:
     schunk: dict[str, Any] = info.get("schunk", info)
     return schunk
+
+
+def _chunks_per_row(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
+    """Chunks in one row of chunks along the first axis (Blosc2 numbers them in C order)."""
+    return math.prod(-(-size // chunk) for size, chunk in zip(shape[1:], chunks[1:], strict=True))
+
+
+def _is_nfc(name: str) -> bool:
+    return unicodedata.is_normalized("NFC", name)
+
+
+def _raw(data: Any) -> bytes:
+    return np.ascontiguousarray(data).tobytes()  # bytes, so that NaN equals NaN
 
 
 class MirrorEngine:
@@ -80,22 +113,37 @@ class MirrorEngine:
         """List, compare, download what changed, then apply deletions."""
         result = PassResult()
         self.rule.local.mkdir(parents=True, exist_ok=True)
-        names = self._safe_names(self.client.get_list(self.rule.remote), result)
+        listing = self.client.get_list(self.rule.remote)
+        names = self._safe_names(listing, result)
         result.listed = len(names)
         with ThreadPoolExecutor(max_workers=self.rule.concurrency,
                                 thread_name_prefix="cat2sync-mirror") as pool:
-            for outcome in pool.map(lambda item: self._sync_one(item[0], item[1], result),
-                                    names.items()):
-                if outcome is not None:
-                    self.emit(outcome)
-        self._delete_vanished(set(names), result)
+            for outcome in pool.map(lambda item: self._sync_one(*item), names.items()):
+                self._tally(outcome, result)
+        # Everything listed still exists remotely, even what was skipped this time.
+        self._delete_vanished(set(listing), result)
         return result
+
+    def _tally(self, outcome: _Outcome, result: PassResult) -> None:
+        if outcome.tally is not None:
+            setattr(result, outcome.tally, getattr(result, outcome.tally) + 1)
+        event = outcome.event
+        if event is not None:
+            result.bytes += event.bytes
+            if event.kind == EventKind.FAILED:
+                result.errors.append(f"{event.remote}: {event.message}")
+            self.emit(event)
+        if outcome.changed is not None:
+            result.changed_remotes.append(outcome.changed)
 
     def _safe_names(self, listing: list[str], result: PassResult) -> dict[str, Path]:
         """Listing entries this rule mirrors, mapped to safe local paths."""
+        known = {r.remote_rel for r in self.state.mirrored_for_rule(self.rule.name)}
         safe: dict[str, Path] = {}
-        seen: dict[str, str] = {}
-        for name in listing:
+        keys: dict[str, str] = {}  # collision key -> the name that took it
+        # Of colliding names, one already mirrored wins (a newcomer never evicts it),
+        # then one already in NFC (the server cannot even serve some other forms).
+        for name in sorted(listing, key=lambda n: (n not in known, not _is_nfc(n))):
             if not self.matcher(name) or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
                 continue
             try:
@@ -103,12 +151,15 @@ class MirrorEngine:
             except UnsafeName as exc:
                 self._skip(name, str(exc), result)
                 continue
-            key = clean.casefold()
-            if key in seen:
-                self._skip(name, f"collides with {seen[key]!r} once normalised", result)
+            key = collision_key(clean)
+            if key in keys:
+                self._skip(name, f"collides with {keys[key]!r} once normalised", result)
                 continue
-            seen[key] = name
+            keys[key] = name
             safe[name] = target
+        for key in _folder_clashes(keys):  # a file named like another entry's folder
+            self._skip(keys[key], "is also the name of a remote folder", result)
+            del safe[keys[key]]
         return safe
 
     def _skip(self, name: str, reason: str, result: PassResult) -> None:
@@ -116,43 +167,55 @@ class MirrorEngine:
         self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=repr(name),
                         remote=self.remote_for(name), message=f"unsafe remote name: {reason}"))
 
-    def _sync_one(self, name: str, target: Path, result: PassResult) -> Event | None:
+    def _sync_one(self, name: str, target: Path) -> _Outcome:
         remote = self.remote_for(name)
         try:
             info, etag = self.client.stat(remote)
-            return self._bring(_Remote(name, target, info, etag), result)
+            return self._bring(_Remote(name, target, info, etag))
         except NotFound:
-            return None  # removed between the listing and now
-        except (Cat2Error, OSError) as exc:
-            result.failed += 1
-            result.errors.append(f"{remote}: {exc}")
-            return Event(kind=EventKind.FAILED, rule=self.rule.name, path=name, remote=remote,
-                         message=str(exc))
+            return _Outcome(None)  # removed between the listing and now
+        except Exception as exc:  # server, network, local I/O, damaged data: next pass
+            message = str(exc) or exc.__class__.__name__
+            if not isinstance(exc, Cat2Error | OSError):
+                log.debug("%s: %s", remote, message, exc_info=exc)
+                message = f"{exc.__class__.__name__}: {message}"
+            return _Outcome("failed", Event(kind=EventKind.FAILED, rule=self.rule.name,
+                                            path=name, remote=remote, message=message))
 
-    def _bring(self, entry: _Remote, result: PassResult) -> Event | None:
+    def _bring(self, entry: _Remote) -> _Outcome:
+        remote = self.remote_for(entry.name)
         rec = self.state.get_mirrored(self.rule.name, entry.name)
-        if rec is not None and rec.etag == entry.etag and self._local_intact(entry.target, rec):
-            result.unchanged += 1
-            return None
-        if entry.info.get("kind") == "group" or "error" in entry.info:
-            return None  # an HDF5 member folder or a file the server cannot read
-        started, before = time.monotonic(), self.client.stats.bytes_received
-        rows = self._extend(entry, rec)
-        kind_done = "extended" if rows is not None else "downloaded"
+        if (rec is not None and entry.etag is not None and rec.etag == entry.etag
+                and self._local_intact(entry.target, rec)):
+            return _Outcome("unchanged")
+        if "error" in entry.info:  # the server cannot read it, nor serve it (500)
+            return _Outcome("skipped", Event(
+                kind=EventKind.SKIPPED, rule=self.rule.name, path=self._local_rel(entry),
+                remote=remote,
+                message=f"the server cannot read it ({entry.info['error']}): not mirrored"))
+        started = time.monotonic()
+        rows, nbytes = self._extend(entry, rec)
         if rows is None:
-            self.client.download_to(self.remote_for(entry.name), entry.target)
+            nbytes += self._download(entry)
         self._record(entry)
-        nbytes = self.client.stats.bytes_received - before
-        result.bytes += nbytes
-        result.changed_remotes.append(self.remote_for(entry.name))
-        if kind_done == "extended":
-            result.extended += 1
-        else:
-            result.downloaded += 1
-        return Event(kind=EventKind.DOWNLOADED, rule=self.rule.name, path=entry.name,
-                     remote=self.remote_for(entry.name), rows=rows, bytes=nbytes,
-                     seconds=time.monotonic() - started,
-                     message="new rows only" if kind_done == "extended" else None)
+        # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
+        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name, path=self._local_rel(entry),
+                      remote=remote, rows=rows, bytes=nbytes,
+                      seconds=time.monotonic() - started,
+                      message="new rows only" if rows is not None else None)
+        return _Outcome("downloaded" if rows is None else "extended", event, remote)
+
+    def _local_rel(self, entry: _Remote) -> str:
+        return entry.target.relative_to(self.rule.local).as_posix()  # the name, in NFC
+
+    def _download(self, entry: _Remote) -> int:
+        """Download ``entry`` whole (atomically); returns the bytes it cost."""
+        written = self.client.download_to(self.remote_for(entry.name), entry.target)
+        if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
+            return written
+        # A regular file crossed the network as its compressed frame, of about cbytes.
+        cbytes = _schunk_info(entry.info).get("cbytes")
+        return int(cbytes) if isinstance(cbytes, int) and cbytes >= 0 else written
 
     @staticmethod
     def _local_intact(target: Path, rec: Mirrored) -> bool:
@@ -173,45 +236,82 @@ class MirrorEngine:
 
     # -- incremental growth ----------------------------------------------------
 
-    def _extend(self, entry: _Remote, rec: Mirrored | None) -> int | None:
-        """Fetch only the chunks a grown dataset added; None when not applicable."""
+    def _extend(self, entry: _Remote, rec: Mirrored | None) -> tuple[int | None, int]:
+        """Fetch only the chunks a grown dataset added.
+
+        Returns ``(new rows, bytes fetched)``; rows is None when the entry did not just
+        grow, or when the extended copy could not be proved right (download it whole).
+        """
         shape = entry.info.get("shape")
         if (rec is None or rec.shape is None or not shape or not entry.name.endswith(".b2nd")
                 or not self._local_intact(entry.target, rec)):
-            return None
+            return None, 0
         old_rows, new_rows = rec.shape[0], shape[0]
         if tuple(shape[1:]) != rec.shape[1:] or new_rows <= old_rows:
-            return None
+            return None, 0
+        fetched: list[int] = []
+
+        def fetch(nchunk: int) -> bytes:
+            chunk = self.client.get_chunk(self.remote_for(entry.name), nchunk)
+            fetched.append(len(chunk))
+            return chunk
+
         try:
-            self._extend_file(entry, old_rows)
-        except (Cat2Error, RuntimeError, ValueError, OSError) as exc:
+            self._extend_file(entry, old_rows, fetch)
+        except (Cat2Error, RuntimeError, ValueError, KeyError, OSError) as exc:
             log.info("%s: incremental update of %s not possible (%s); downloading it whole",
                      self.rule.name, entry.name, exc)
-            return None
-        return int(new_rows - old_rows)
+            return None, sum(fetched)
+        return int(new_rows - old_rows), sum(fetched)
 
-    def _extend_file(self, entry: _Remote, old_rows: int) -> None:
-        remote = self.remote_for(entry.name)
-        chunks = tuple(entry.info["chunks"])
+    def _extend_file(self, entry: _Remote, old_rows: int,
+                     fetch: Callable[[int], bytes]) -> None:
         with tempfile.NamedTemporaryFile(dir=entry.target.parent, prefix=TEMP_PREFIX,
                                          suffix=".b2nd", delete=False) as tmp:
             tmp_path = Path(tmp.name)
         try:
             shutil.copyfile(entry.target, tmp_path)
             arr = blosc2.open(str(tmp_path), mode="a")
-            if tuple(arr.chunks) != chunks:
-                raise ValueError("the chunk layout changed")
-            per_row = max(1, arr.schunk.nchunks // max(1, -(-arr.shape[0] // chunks[0])))
-            first = (old_rows // chunks[0]) * per_row
+            self._check_layout(arr, entry.info)
+            chunk_rows = arr.chunks[0]
+            kept = old_rows // chunk_rows  # rows of chunks an append leaves untouched
+            first = kept * _chunks_per_row(arr.shape, arr.chunks)
+            if old_rows % chunk_rows == 0 and first:
+                self._check_kept_chunk(arr, first - 1, fetch)
             arr.resize(tuple(entry.info["shape"]))
             for nchunk in range(first, arr.schunk.nchunks):
-                arr.schunk.update_chunk(nchunk, self.client.get_chunk(remote, nchunk))
+                arr.schunk.update_chunk(nchunk, fetch(nchunk))
+            if old_rows % chunk_rows:
+                self._check_old_rows(arr, entry.target, kept * chunk_rows, old_rows)
             self._verify(arr, entry.info)
             del arr
             tmp_path.replace(entry.target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
+
+    @staticmethod
+    def _check_layout(arr: Any, info: dict[str, Any]) -> None:
+        if (tuple(arr.chunks), tuple(arr.blocks), str(arr.dtype)) != (
+                tuple(info["chunks"]), tuple(info["blocks"]), info["dtype"]):
+            raise ValueError("the dtype or the chunk layout changed")
+
+    # The server keeps no content digest, so a dataset replaced by a longer one with the
+    # same layout (not appended to) looks like growth; random data even keeps its sizes.
+    # A sample of the rows mirrored before catches that: the last old chunk when the
+    # growth starts a new row of chunks (one extra chunk), else the old rows of the
+    # partial row of chunks that is fetched anyway.
+
+    @staticmethod
+    def _check_kept_chunk(arr: Any, nchunk: int, fetch: Callable[[int], bytes]) -> None:
+        if fetch(nchunk) != arr.schunk.get_chunk(nchunk):
+            raise ValueError("rows mirrored before differ remotely (replaced, not appended)")
+
+    @staticmethod
+    def _check_old_rows(arr: Any, original: Path, start: int, stop: int) -> None:
+        old = blosc2.open(str(original), mode="r")
+        if _raw(old[start:stop]) != _raw(arr[start:stop]):
+            raise ValueError("rows mirrored before differ remotely (replaced, not appended)")
 
     @staticmethod
     def _verify(arr: Any, info: dict[str, Any]) -> None:
@@ -225,9 +325,7 @@ class MirrorEngine:
     def _delete_vanished(self, present: set[str], result: PassResult) -> None:
         records = self.state.mirrored_for_rule(self.rule.name)
         gone = [r for r in records if r.remote_rel not in present]
-        if not gone:
-            return
-        if not self.rule.delete:
+        if not gone or not self.rule.delete:
             return
         cap = max(1, int(self.rule.max_delete * len(records)))
         if not present or len(gone) > cap:
@@ -242,6 +340,7 @@ class MirrorEngine:
             self._delete_local(rec, result)
 
     def _delete_local(self, rec: Mirrored, result: PassResult) -> None:
+        remote = self.remote_for(rec.remote_rel)
         try:
             _, target = local_target(self.rule.local, rec.remote_rel)
         except UnsafeName:
@@ -249,11 +348,19 @@ class MirrorEngine:
             return
         if target.exists() and not self._local_intact(target, rec):
             self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=rec.remote_rel,
-                            message="changed locally since it was mirrored: kept"))
+                            remote=remote, message="changed locally since it was mirrored: kept"))
         else:
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
             result.deleted += 1
             self.emit(Event(kind=EventKind.DELETED, rule=self.rule.name, path=rec.remote_rel,
-                            remote=self.remote_for(rec.remote_rel)))
+                            remote=remote))
         self.state.delete_mirrored(self.rule.name, rec.remote_rel)
+
+
+def _folder_clashes(keys: Iterable[str]) -> list[str]:
+    """Collision keys of files that are also a folder on another entry's path."""
+    files = list(keys)
+    folders = {"/".join(parts[:i]) for parts in (k.split("/") for k in files)
+               for i in range(1, len(parts))}
+    return [k for k in files if k in folders]

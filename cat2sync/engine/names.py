@@ -5,9 +5,11 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-__all__ = ["UnsafeName", "local_target"]
+__all__ = ["UnsafeName", "collision_key", "local_target"]
 
-_MAX_NAME_BYTES = 255  # one path component, as most file systems allow
+# One path component may have 255 bytes on most file systems, but a download is first
+# written beside its target as ".<name>.<8 random>.part": keep room for that.
+_MAX_NAME_BYTES = 255 - len("..12345678.part")
 
 
 class UnsafeName(ValueError):
@@ -15,17 +17,23 @@ class UnsafeName(ValueError):
 
 
 def _clean_parts(name: str) -> list[str]:
-    if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        raise UnsafeName("absolute, empty, or contains a backslash or NUL")
+    if not name or name.startswith("/") or "\\" in name:
+        raise UnsafeName("absolute, empty, or contains a backslash")
     parts = unicodedata.normalize("NFC", name).split("/")
     for part in parts:
         if part in ("", ".", ".."):
             raise UnsafeName("has an empty, '.' or '..' segment")
-        if any(ord(ch) < 32 for ch in part):
+        # Cc covers NUL, the C0 controls, DEL and the C1 controls (terminal escapes).
+        if any(unicodedata.category(ch) == "Cc" for ch in part):
             raise UnsafeName("contains a control character")
         if len(part.encode()) > _MAX_NAME_BYTES:
             raise UnsafeName(f"has a name longer than {_MAX_NAME_BYTES} bytes")
     return parts
+
+
+def collision_key(clean: str) -> str:
+    """What two names must not share to coexist on a case-insensitive file system."""
+    return unicodedata.normalize("NFC", clean.casefold())
 
 
 def local_target(root: Path, name: str) -> tuple[str, Path]:

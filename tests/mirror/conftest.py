@@ -1,14 +1,14 @@
 """Helpers for the mirror-side end-to-end tests: a manifest per test, a daemon around it.
 
-Everything runs against the session's real Caterva2 server (``server`` in
-``tests/conftest.py``) as alice; nothing is mocked.
+Everything runs against the session's real Caterva2 server (``server``, from
+:mod:`cat2sync.testing`) as alice; nothing is mocked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,18 @@ import tomli_w
 
 from cat2sync import Client
 from cat2sync.daemon import Daemon
-from cat2sync.events import Event, EventKind
+from cat2sync.events import Event
 from cat2sync.manifest import load_manifest
 from cat2sync.server import LocalServer
+from cat2sync.testing import ALICE
 
-ALICE = ("alice@example.com", "alicepass1")  # created by the session ``server`` fixture
 RULE = "mirror"  # the name of the subscription most tests use
 
 
 def write_manifest(path: Path, server: LocalServer, *,
-                   subscribe: list[dict[str, Any]] | tuple[()] = (),
-                   upload: list[dict[str, Any]] | tuple[()] = (),
-                   lazyexpr: list[dict[str, Any]] | tuple[()] = (),
-                   extra: Mapping[str, Any] | None = None) -> Path:
+                   subscribe: Sequence[Mapping[str, Any]] = (),
+                   upload: Sequence[Mapping[str, Any]] = (),
+                   lazyexpr: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a manifest logging in as alice on the session server; returns its path."""
     doc: dict[str, Any] = {
         "daemon": {"state_dir": str(path.parent / "state")},
@@ -41,9 +40,11 @@ def write_manifest(path: Path, server: LocalServer, *,
     }
     for key, rules in (("subscribe", subscribe), ("upload", upload), ("lazyexpr", lazyexpr)):
         if rules:
-            doc[key] = list(rules)
-    doc.update(extra or {})
-    path.write_text(tomli_w.dumps(doc))
+            doc[key] = [dict(rule) for rule in rules]
+    # Atomically, as a careful editor would: the daemon polls the file while it runs.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(tomli_w.dumps(doc))
+    tmp.replace(path)
     return path
 
 
@@ -72,9 +73,6 @@ class Harness:
         start = len(self.events)
         self.daemon.mirror_pass(rule)
         return self.events[start:]
-
-    def since(self, start: int, kind: EventKind | None = None) -> list[Event]:
-        return [e for e in self.events[start:] if kind is None or e.kind == kind]
 
 
 @contextlib.contextmanager
@@ -123,16 +121,18 @@ def put_bytes(client: Client, local: Path, remote: str, data: bytes) -> Path:
     return local
 
 
-def raw_upload(server: LocalServer, folder: str, filename: str, data: bytes) -> str:
-    """Upload under a name the client refuses to send (the server appends the multipart
-    file name to an existing folder without checking it); returns the server's path."""
+def raw_upload(server: LocalServer, folder: str, files: Mapping[str, bytes]) -> list[str]:
+    """Upload under names the client refuses to send (the server appends the multipart
+    file name to an existing folder without checking it); returns the server's paths."""
+    paths = []
     with httpx.Client(base_url=server.url) as http:
         http.post("/auth/jwt/login", data={"username": ALICE[0], "password": ALICE[1]},
                   ).raise_for_status()
-        resp = http.post(f"/api/upload/{folder}/", files={"file": (filename, data)})
-        resp.raise_for_status()
-        path: str = resp.json()
-        return path
+        for filename, data in files.items():
+            resp = http.post(f"/api/upload/{folder}/", files={"file": (filename, data)})
+            resp.raise_for_status()
+            paths.append(resp.json())
+    return paths
 
 
 def files_below(folder: Path) -> dict[str, Path]:

@@ -6,8 +6,10 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blosc2
+import h5py
 import numpy as np
 import pytest
 
@@ -40,7 +42,7 @@ def mixed_tree(client: Client, data_dir: Path, remote_dir: str) -> dict[str, Pat
     """Nested datasets of several ranks and dtypes, a frame and regular files, uploaded to
     ``remote_dir``; returns relative name -> the local original."""
     rng = np.random.default_rng(7)
-    arrays = {
+    arrays: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "one.b2nd": (np.arange(10_000, dtype="f8"), {"chunks": (3000,)}),
         "deep/two.b2nd": (rng.integers(0, 1000, (300, 40)), {"chunks": (64, 16)}),
         "deep/er/three.b2nd": (np.linspace(0, 1, 6 * 50 * 7).reshape(6, 50, 7),
@@ -53,6 +55,13 @@ def mixed_tree(client: Client, data_dir: Path, remote_dir: str) -> dict[str, Pat
     frame = _frame(data_dir / "frames/counts.b2frame")
     client.upload(frame, f"{remote_dir}/frames/counts.b2frame")
     originals["frames/counts.b2frame"] = frame
+    scan = data_dir / "hdf5/scan.h5"
+    scan.parent.mkdir()
+    with h5py.File(scan, "w") as h5:
+        h5["frames"] = np.arange(600, dtype="u2").reshape(6, 10, 10)
+        h5["meta/temperature"] = np.linspace(290, 300, 11)
+    client.upload(scan, f"{remote_dir}/hdf5/scan.h5")  # the server sees it as a folder
+    originals["hdf5/scan.h5"] = scan
     text = "".join(f"line {i}: ünïcode ✓\n" for i in range(2000)).encode()
     originals["notes/readme.txt"] = put_bytes(client, data_dir / "notes/readme.txt",
                                               f"{remote_dir}/notes/readme.txt", text)
@@ -70,12 +79,28 @@ def test_folder_is_mirrored_exactly(subscription: Callable[..., Path], mirror_di
     assert [e for e in events if e.kind != EventKind.DOWNLOADED] == []
     assert sorted(e.path for e in events) == sorted(mixed_tree)
     local = files_below(mirror_dir)
+    for event in events:  # each counts its own bytes, though they ran concurrently
+        if Path(event.path).suffix not in (".txt", ".json"):  # those travel compressed
+            assert event.bytes == local[event.path].stat().st_size, event
     assert sorted(local) == sorted(mixed_tree)  # nothing more (no temporary files left)
     for rel, original in mixed_tree.items():
         # Datasets arrive as the stored file, regular files as their original bytes.
         assert local[rel].read_bytes() == original.read_bytes(), rel
     records = blosc2.open(str(mirror_dir / "deep/er/still/records.b2nd"))[:]
     np.testing.assert_array_equal(records, _structured(5000))
+
+
+def test_a_file_the_server_cannot_read_is_skipped(client: Client, data_dir: Path,
+                                                  remote_dir: str, mirror_dir: Path,
+                                                  subscription: Callable[..., Path]) -> None:
+    put_bytes(client, data_dir / "broken.b2nd", f"{remote_dir}/broken.b2nd", b"not blosc2" * 9)
+    put_bytes(client, data_dir / "fine.json", f"{remote_dir}/fine.json", b"{}")
+    with open_daemon(subscription()) as h:
+        events = h.mirror_pass()
+
+    assert {(e.kind, e.path) for e in events} == {(EventKind.SKIPPED, "broken.b2nd"),
+                                                  (EventKind.DOWNLOADED, "fine.json")}
+    assert sorted(files_below(mirror_dir)) == ["fine.json"]
 
 
 def test_second_pass_moves_no_data(subscription: Callable[..., Path], mirror_dir: Path,
