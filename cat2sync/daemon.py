@@ -179,11 +179,12 @@ class Daemon:
         level = logging.WARNING if event.kind in (EventKind.FAILED, EventKind.SKIPPED) \
             else logging.INFO
         log.log(level, "%s: %s", event.rule, event.describe())
-        if event.kind in _CHANGED_KINDS and event.remote:
-            self._operand_changed(event.remote)
         self.plugins.event(event)
         if self._extra_emit is not None:
             self._extra_emit(event)
+        # After the listeners, so that they see a change before what it causes.
+        if event.kind in _CHANGED_KINDS and event.remote:
+            self._operand_changed(event.remote)
 
     def _operand_changed(self, remote: str) -> None:
         if self._once:
@@ -305,7 +306,7 @@ class Daemon:
         started = time.time()
         try:
             result = engine.run_pass()
-        except Cat2Error as exc:
+        except (Cat2Error, OSError) as exc:  # server away, or the mirror folder unwritable
             log.warning("%s: pass failed: %s", rule_name, exc)
             self.state.record_pass(rule_name, started=started, error=str(exc))
             return 1

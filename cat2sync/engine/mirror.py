@@ -210,7 +210,8 @@ class MirrorEngine:
 
     def _download(self, entry: _Remote) -> int:
         """Download ``entry`` whole (atomically); returns the bytes it cost."""
-        written = self.client.download_to(self.remote_for(entry.name), entry.target)
+        written = self.client.download_to(self.remote_for(entry.name), entry.target,
+                                          durable=True)
         if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
             return written
         # A regular file crossed the network as its compressed frame, of about cbytes.

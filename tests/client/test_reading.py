@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import blosc2
 import httpx
@@ -279,3 +280,14 @@ def test_interrupted_download_leaves_no_partial_file(server: LocalServer, alice:
     assert breaker.broken == 2  # retried once from the start, then gave up
     assert [p.name for p in target.iterdir()] == [name]
     assert (target / name).read_bytes() == b"previous content"
+
+
+def test_download_of_a_dataset_with_a_non_latin1_name(alice: Client, remote_dir: str,
+                                                      make_b2nd: Any,
+                                                      tmp_path: Path) -> None:
+    # The server answers 500 to /api/download for such names; the client fetches instead.
+    local = make_b2nd("src.b2nd", np.arange(1000).reshape(100, 10))
+    remote = f"{remote_dir}/データ.b2nd"
+    alice.upload(local, remote)
+    dest = alice.download(remote, tmp_path / "out.b2nd")
+    assert dest.read_bytes() == local.read_bytes()
