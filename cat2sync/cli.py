@@ -20,6 +20,7 @@ from . import __version__
 from .errors import Cat2Error, ManifestError, StateLockedError
 from .manifest import Manifest, load_manifest, starter_manifest
 from .plugins.manager import Plugins
+from .progress import Progress, ProgressHandler
 from .state import StateStore
 
 __all__ = ["main"]
@@ -144,14 +145,26 @@ def _cmd_once(args: argparse.Namespace) -> int:
     plugins = _plugins()
     manifest = _load(args.manifest, plugins)
     daemon = _make_daemon(manifest, plugins, args)
+    progress = _start_progress(daemon) if sys.stdout.isatty() else None
     try:
         failures = daemon.once()
     finally:
+        if progress is not None:
+            progress.stop()
         daemon.close()
     if failures:
         print(f"cat2sync: {failures} file(s) failed; see the log above", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _start_progress(daemon: Any) -> Progress:
+    """A progress line on the terminal, with the log printed above it."""
+    progress = Progress(daemon.snapshot, sys.stdout)
+    root = logging.getLogger()
+    root.handlers[:] = [ProgressHandler(h, progress) for h in root.handlers]
+    progress.start()
+    return progress
 
 
 def _status_of(manifest: Manifest) -> dict[str, Any]:

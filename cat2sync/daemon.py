@@ -29,6 +29,7 @@ from .errors import Cat2Error, ManifestError
 from .events import Event, EventKind, EventSink
 from .manifest import Manifest, ServerConfig, UploadRule, load_manifest
 from .plugins.manager import PluginError, Plugins
+from .progress import Snapshot
 from .scheduler import Scheduler
 from .server import LocalServer
 from .state import StateStore
@@ -97,6 +98,9 @@ class Daemon:
         self.mirrors: dict[str, MirrorEngine] = {}
         self.lazy: dict[str, LazyExprEngine] = {}
         self.failures = 0
+        self._queued: set[Hashable] = set()  # for the progress display
+        self._done = 0
+        self._active: dict[Hashable, str] = {}
         self._once = False
         self._started = False
         self._stopping = threading.Event()
@@ -217,10 +221,29 @@ class Daemon:
 
     def _queue_file(self, rule: UploadRule, relpath: str, mtime: float) -> None:
         self.state.add_pending(rule.name, relpath)
+        self._queued.add((rule.name, relpath))
         self.queue.touch((rule.name, relpath), max(time.time(), mtime + rule.settle))
+
+    def snapshot(self) -> Snapshot:
+        """Counters for the progress display of ``cat2sync once``."""
+        stats = [c.stats for c in self.clients.values()]
+        return Snapshot(done=self._done, queued=len(self._queued),
+                        bytes_sent=sum(s.bytes_sent for s in stats),
+                        bytes_received=sum(s.bytes_received for s in stats),
+                        active=tuple(self._active.values()))
 
     def _handle(self, key: Hashable) -> float | None:
         """Run one queued file; returns when to try again, or None when done."""
+        self._active[key] = str(key[1]) if isinstance(key, tuple) else str(key)
+        try:
+            again = self._handle_file(key)
+        finally:
+            del self._active[key]
+        if again is None:
+            self._done += 1
+        return again
+
+    def _handle_file(self, key: Hashable) -> float | None:
         assert isinstance(key, tuple)
         rule_name, relpath = key
         engine = self.uploads.get(rule_name)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Event", "EventKind", "EventSink"]
+__all__ = ["Event", "EventKind", "EventSink", "human_bytes"]
 
 
 class EventKind(StrEnum):
@@ -41,7 +41,7 @@ class Event:
         if self.rows is not None:
             parts.append(f"({self.rows} rows)")
         if self.bytes:
-            parts.append(f"[{_human_bytes(self.bytes)}]")
+            parts.append(f"[{human_bytes(self.bytes)}]")
         if self.message:
             parts.append(f"— {self.message}")
         return " ".join(parts)
@@ -50,7 +50,8 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """``1536`` -> ``'1.5 KB'``."""
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
