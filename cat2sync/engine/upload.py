@@ -123,11 +123,16 @@ class UploadEngine:
             moved = self._move_if_renamed(relpath, st)
             if moved is not None:
                 return moved
+            # A pass may have moved it here meanwhile (the rename was seen twice).
+            rec = self.state.get_shipped(self.rule.name, relpath)
+            if rec is not None and _same_file(st, rec):
+                return None
         started = time.monotonic()
-        sent_before = self.client.stats.bytes_sent
+        # This thread's bytes only: other files are being sent at the same time.
+        sent_before = self.client.stats.this_thread()[0]
         event = self._send(relpath, path, st, rec)
         return Event(kind=event.kind, rule=event.rule, path=event.path, remote=event.remote,
-                     rows=event.rows, bytes=self.client.stats.bytes_sent - sent_before,
+                     rows=event.rows, bytes=self.client.stats.this_thread()[0] - sent_before,
                      seconds=time.monotonic() - started)
 
     def _send(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped | None) -> Event:
@@ -178,9 +183,14 @@ class UploadEngine:
             # Upload beside the target, then move: the server writes uploads in place.
             tmp = str(final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
             entry = self.state.journal_begin(self.rule.name, relpath, "upload", tmp)
-            self.client.upload(path, tmp)
-            self._check_unchanged(path, st)
-            self.client.move(tmp, remote)
+            try:
+                self.client.upload(path, tmp)
+                self._check_unchanged(path, st)
+                self.client.move(tmp, remote)
+            except Exception:
+                # Readers list the folder: a temporary must not wait for the next start.
+                self._drop_temporary(entry, tmp)
+                raise
         else:
             # A name without suffix is a folder to the server's move: upload in place.
             entry = None
@@ -285,7 +295,9 @@ class UploadEngine:
             rec = records.get(relpath)
             if rec is not None and _same_file(st, rec):
                 continue
-            if rec is None and self._move_if_renamed(relpath, st) is not None:
+            moved = self._move_if_renamed(relpath, st) if rec is None else None
+            if moved is not None:
+                self.emit(moved)  # sync_file's caller emits its own; a pass must too
                 result.moved += 1
                 continue
             result.to_send.append((relpath, st))
@@ -322,19 +334,24 @@ class UploadEngine:
                 self.emit(Event(kind=EventKind.REMOVED, rule=self.rule.name, path=rec.relpath,
                                 remote=rec.remote))
 
+    def _drop_temporary(self, entry: int, tmp: str) -> None:
+        """Remove a temporary remote file; its journal entry goes only once it is gone."""
+        try:
+            self.client.remove(tmp)
+        except NotFound:
+            pass  # never created, or already moved into place
+        except Cat2Error as exc:
+            log.warning("%s: cannot remove leftover %s: %s", self.rule.name, tmp, exc)
+            return  # the journal keeps it for the next start
+        self.state.journal_done(entry)
+
     def cleanup_journal(self) -> None:
         """Remove temporary remote files left by an upload that was interrupted."""
         for entry in self.state.journal(self.rule.name):
             if entry.op == "upload":
-                try:
-                    self.client.remove(entry.remote)
-                except NotFound:
-                    pass
-                except Cat2Error as exc:
-                    log.warning("%s: cannot remove leftover %s: %s", self.rule.name,
-                                entry.remote, exc)
-                    continue
-            self.state.journal_done(entry.id)
+                self._drop_temporary(entry.id, entry.remote)
+            else:
+                self.state.journal_done(entry.id)
 
 
 def _prod(values: tuple[int, ...]) -> int:

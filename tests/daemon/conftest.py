@@ -12,8 +12,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,16 @@ import tomli_w
 
 from cat2sync import Client
 from cat2sync.daemon import Daemon
+from cat2sync.errors import NotFound
 from cat2sync.events import Event, EventKind
 from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.server import LocalServer
+from cat2sync.testing import ALICE
 
-ALICE = ("alice@example.com", "alicepass1")  # created by the session fixture in tests/conftest.py
 SETTLE = "0.2s"
 REPO = Path(__file__).resolve().parents[2]
+
+__all__ = ["ALICE"]  # alice, created by the session's server fixture
 
 MakeManifest = Callable[..., Manifest]
 
@@ -39,15 +43,19 @@ MakeManifest = Callable[..., Manifest]
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               message: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something truthy; fail the test on timeout."""
+               message: str = "condition", state: Callable[[], object] | None = None) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail the test on timeout.
+
+    :param state: describes what was seen instead, for the failure message.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+            seen = f"; seen: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}{seen}")
         time.sleep(interval)
 
 
@@ -69,8 +77,9 @@ def write_manifest(path: Path, *, url: str, username: str, password: str,
 @pytest.fixture
 def make_manifest(tmp_path: Path, server: LocalServer, remote_dir: str,
                   data_dir: Path) -> MakeManifest:
-    """Write ``tmp_path/cat2sync.toml`` (one upload rule: ``data_dir`` -> ``remote_dir``
-    on the session server, as alice) and return it loaded.
+    """Write ``tmp_path/<name>.toml`` (one upload rule named "up": ``data_dir`` ->
+    ``remote_dir`` on the session server, as alice; state in ``tmp_path/state``) and
+    return it loaded.
 
     Keyword arguments are upload-rule keys (``settle`` defaults to 0.2 s); ``daemon``
     adds ``[daemon]`` keys; ``url``/``username``/``password`` select another server.
@@ -108,11 +117,13 @@ class Pass:
         return [e for e in self.events if e.kind == kind]
 
 
-def run_once(manifest: Manifest) -> Pass:
-    """One full pass with a fresh daemon (closed afterwards)."""
+def run_once(manifest: Manifest, prepare: Callable[[Daemon], None] | None = None) -> Pass:
+    """One full pass with a fresh daemon (closed afterwards); ``prepare`` sees it first."""
     events: list[Event] = []
     daemon = Daemon(manifest, emit=events.append)
     try:
+        if prepare is not None:
+            prepare(daemon)
         failures = daemon.once()
         stats = daemon.clients["default"].stats
         return Pass(failures=failures, events=events, bytes_sent=stats.bytes_sent,
@@ -121,14 +132,15 @@ def run_once(manifest: Manifest) -> Pass:
         daemon.close()
 
 
-@dataclass
 class Running:
-    """A daemon started in this process; events are collected as they come."""
+    """A daemon built here and started by :func:`running`; events are collected as
+    they come (``on_event`` sees each first, in the daemon's thread)."""
 
-    daemon: Daemon
-    events: list[Event] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    on_event: Callable[[Event], None] | None = None
+    def __init__(self, manifest: Manifest, on_event: Callable[[Event], None] | None) -> None:
+        self.events: list[Event] = []
+        self.lock = threading.Lock()
+        self.on_event = on_event
+        self.daemon = Daemon(manifest, emit=self.emit)
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -149,13 +161,22 @@ class Running:
         """Nothing queued, running or pending (a file that failed stays pending)."""
         return self.daemon.queue.idle() and not self.daemon.state.pending()
 
+    def describe(self) -> str:
+        """Where the daemon is, for failure messages."""
+        with self.lock:
+            kinds = Counter(e.kind.value for e in self.events)
+            errors = [e.message for e in self.events if e.kind == EventKind.FAILED][-3:]
+        pending = self.daemon.state.pending()
+        return (f"events {dict(kinds)}, queue {len(self.daemon.queue)}, "
+                f"pending {len(pending)} {[(p.relpath, p.attempts) for p in pending[:5]]}, "
+                f"last errors {errors}")
+
 
 @contextlib.contextmanager
 def running(manifest: Manifest, on_event: Callable[[Event], None] | None = None,
             ) -> Iterator[Running]:
     """``Daemon.start()`` (initial reconcile, watcher armed); always closed afterwards."""
-    run = Running(daemon=None, on_event=on_event)  # type: ignore[arg-type]
-    run.daemon = Daemon(manifest, emit=run.emit)
+    run = Running(manifest, on_event)
     try:
         run.daemon.start()
         yield run
@@ -187,8 +208,8 @@ def local_array(path: Path) -> np.ndarray:
 
 
 def remote_files(client: Client, remote: str) -> list[str]:
-    """The remote listing below ``remote``, without the server's lock sidecars."""
-    return sorted(n for n in client.get_list(remote) if not n.endswith(".b2lock"))
+    """The remote listing below ``remote`` (the client drops the server's sidecars)."""
+    return sorted(client.get_list(remote))
 
 
 def remote_bytes(client: Client, remote: str) -> bytes:
@@ -202,7 +223,7 @@ def remote_bytes(client: Client, remote: str) -> bytes:
 def remote_shape(client: Client, remote: str) -> tuple[int, ...] | None:
     try:
         info, _ = client.stat(remote)
-    except Exception:
+    except NotFound:
         return None
     shape = info.get("shape")
     return tuple(shape) if shape else None

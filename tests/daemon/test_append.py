@@ -93,3 +93,36 @@ def test_changed_prefix_falls_back_to_whole_upload(make_manifest: MakeManifest,
     done = run_once(manifest)
     assert done.kinds() == [EventKind.APPENDED]
     assert np.array_equal(client.fetch(remote), local_array(path))
+
+
+def test_append_with_several_chunks_per_row(make_manifest: MakeManifest, client: Client,
+                                            data_dir: Path, remote_dir: str) -> None:
+    # Partial chunks along every axis: a row of chunks is several chunks, the last ones short.
+    rng = np.random.default_rng(5)
+    block = rng.integers(0, 100, (30, 20, 50)).astype(np.int32)
+    path = write_b2nd(data_dir / "cube.b2nd", block, chunks=(8, 7, 20))
+    manifest = make_manifest()
+    remote = f"{remote_dir}/cube.b2nd"
+    assert run_once(manifest).kinds() == [EventKind.UPLOADED]
+    for growth in (5, 17, 8):
+        grow_b2nd(path, rng.integers(0, 100, (growth, 20, 50)).astype(np.int32))
+        done = run_once(manifest)
+        assert done.kinds() == [EventKind.APPENDED]
+        remote_data = client.fetch(remote)
+        assert remote_data.dtype == np.int32
+        assert np.array_equal(remote_data, local_array(path))
+
+
+def test_append_to_a_series_and_to_an_empty_array(make_manifest: MakeManifest, client: Client,
+                                                  data_dir: Path, remote_dir: str) -> None:
+    series = write_b2nd(data_dir / "series.b2nd", np.arange(1000.0), chunks=(256,))
+    empty = write_b2nd(data_dir / "empty.b2nd", np.zeros((0, 10)), chunks=(4, 10))
+    manifest = make_manifest()
+    assert run_once(manifest).kinds() == [EventKind.UPLOADED] * 2
+    grow_b2nd(series, np.arange(500.0))
+    grow_b2nd(empty, np.ones((6, 10)))
+    done = run_once(manifest)
+    assert sorted((e.path, e.kind, e.rows) for e in done.events) == [
+        ("empty.b2nd", EventKind.APPENDED, 6), ("series.b2nd", EventKind.APPENDED, 500)]
+    for path in (series, empty):
+        assert np.array_equal(client.fetch(f"{remote_dir}/{path.name}"), local_array(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from cat2sync import Client
@@ -30,15 +31,28 @@ def test_deletion_kept_remotely_without_delete(make_manifest: MakeManifest, clie
 
 
 def test_deletion_propagates_with_delete(make_manifest: MakeManifest, client: Client,
-                                         data_dir: Path, remote_dir: str) -> None:
-    names = _ship(make_manifest, data_dir, 3, delete=True)
-    (data_dir / names[1]).unlink()
-    done = run_once(make_manifest(delete=True))
-    assert done.kinds() == [EventKind.REMOVED]
-    assert done.events[0].path == names[1]
-    assert remote_files(client, remote_dir) == [names[0], names[2]]
+                                         data_dir: Path, remote_dir: str,
+                                         tmp_path: Path) -> None:
+    (data_dir / "sub").mkdir()
+    _ship(make_manifest, data_dir, 3, delete=True, max_delete=1.0)
+    _ship(make_manifest, data_dir / "sub", 2, delete=True, max_delete=1.0)
+    # Files cat2sync did not put there are never its to remove, even inside a folder
+    # that vanishes locally.
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text("{}")
+    client.upload(foreign, f"{remote_dir}/foreign.json")
+    client.upload(foreign, f"{remote_dir}/sub/foreign.json")
+
+    (data_dir / "f01.json").unlink()
+    shutil.rmtree(data_dir / "sub")
+    done = run_once(make_manifest(delete=True, max_delete=1.0))
+    assert sorted(e.path for e in done.of(EventKind.REMOVED)) == [
+        "f01.json", "sub/f00.json", "sub/f01.json"]
+    assert done.kinds() == [EventKind.REMOVED] * 3
+    assert remote_files(client, remote_dir) == [
+        "f00.json", "f02.json", "foreign.json", "sub/foreign.json"]
     # Forgotten too: the next pass has nothing to do.
-    assert run_once(make_manifest(delete=True)).events == []
+    assert run_once(make_manifest(delete=True, max_delete=1.0)).events == []
 
 
 def test_deletion_cap_refuses_the_whole_pass(make_manifest: MakeManifest, client: Client,

@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cat2sync import Client
+from cat2sync.daemon import Daemon
 from cat2sync.events import Event, EventKind
 
 from .conftest import (
     MakeManifest,
+    grow_b2nd,
     local_array,
     remote_bytes,
     remote_files,
@@ -107,3 +110,37 @@ def test_broken_array_waits_in_the_running_daemon(make_manifest: MakeManifest,
         wait_until(lambda: run.of(EventKind.UPLOADED, "late.b2nd"), message="the upload")
     assert np.array_equal(client.fetch(f"{remote_dir}/late.b2nd"),
                           local_array(data_dir / "late.b2nd"))
+
+
+def test_file_changed_during_upload_is_sent_again_without_leftovers(
+        make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (data_dir / "log.json").write_bytes(b'{"line": 1}\n')
+    write_b2nd(data_dir / "frames.b2nd", np.arange(1000.0).reshape(100, 10), chunks=(25, 10))
+    uploads: list[str] = []
+
+    def prepare(daemon: Daemon) -> None:
+        real = daemon.clients["default"].upload
+
+        def upload(local: Path, dataset: str) -> object:
+            # The real upload, then the instrument writes on before the move.
+            result = real(local, dataset)
+            uploads.append(Path(local).name)
+            if uploads.count(Path(local).name) == 1:
+                if Path(local).suffix == ".json":
+                    with Path(local).open("ab") as fh:
+                        fh.write(b'{"line": 2}\n')
+                else:
+                    grow_b2nd(Path(local), np.ones((10, 10)))
+            return result
+
+        monkeypatch.setattr(daemon.clients["default"], "upload", upload)
+
+    done = run_once(make_manifest(), prepare)
+    assert done.failures == 0
+    assert sorted(uploads) == ["frames.b2nd", "frames.b2nd", "log.json", "log.json"]
+    assert sorted(e.path for e in done.of(EventKind.UPLOADED)) == ["frames.b2nd", "log.json"]
+    assert remote_files(client, remote_dir) == ["frames.b2nd", "log.json"]  # no temporaries
+    assert remote_bytes(client, f"{remote_dir}/log.json") == (data_dir / "log.json").read_bytes()
+    assert np.array_equal(client.fetch(f"{remote_dir}/frames.b2nd"),
+                          local_array(data_dir / "frames.b2nd"))
