@@ -48,7 +48,8 @@ def _setup_logging(level: str, fmt: str) -> None:
     # httpx logs every request at INFO; keep the daemon's log about files, not requests.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    for noisy in ("watchfiles", "tzlocal"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -101,6 +101,7 @@ class Daemon:
         self._queued: set[Hashable] = set()  # for the progress display
         self._done = 0
         self._active: dict[Hashable, str] = {}
+        self._once_attempts: dict[Hashable, int] = {}
         self._once = False
         self._started = False
         self._stopping = threading.Event()
@@ -292,6 +293,9 @@ class Daemon:
 
     def _not_ready(self, rule: UploadRule, relpath: str, reason: str) -> float | None:
         attempts = self.state.fail_pending(rule.name, relpath, reason, 0)
+        if self._once:  # each run gives a file its own chances (the file may be new)
+            attempts = self._once_attempts[(rule.name, relpath)] = \
+                self._once_attempts.get((rule.name, relpath), 0) + 1
         give_up = self._once and attempts >= _ONCE_NOT_READY_LIMIT
         if attempts == _NOT_READY_REPORT_AFTER or give_up:
             self.emit(Event(kind=EventKind.SKIPPED, rule=rule.name, path=relpath,
@@ -353,7 +357,12 @@ class Daemon:
                 relpath = engine.relpath_of(path)
                 if relpath is None:
                     continue
-                if change == Change.deleted:
+                if change == Change.added and path.is_dir():
+                    # Files written into a new folder at once raise no event: a pass finds
+                    # them.
+                    self.scheduler.later(f"appeared:{engine.rule.name}", _DELETION_DEBOUNCE,
+                                         partial(self.reconcile, engine.rule.name))
+                elif change == Change.deleted:
                     self.scheduler.later(f"vanished:{engine.rule.name}", _DELETION_DEBOUNCE,
                                          partial(self.reconcile, engine.rule.name))
                 elif engine.wants(relpath) and path.is_file():
@@ -372,7 +381,7 @@ class Daemon:
 
     def _schedule(self) -> None:
         """(Re)create the periodic jobs of the current rules."""
-        keep = ("manifest", "vanished:", "lazy-now:", "plugin:")
+        keep = ("manifest", "vanished:", "appeared:", "lazy-now:", "plugin:")
         for job_id in self.scheduler.job_ids():
             if not job_id.startswith(keep):
                 self.scheduler.remove(job_id)

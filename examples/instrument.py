@@ -35,7 +35,7 @@ def acquire(folder: Path, run: int, steps: int, per_step: int, interval: float) 
     path = folder / f"run_{run:03d}.b2nd"
     stack = blosc2.zeros((0, *FRAME), dtype=np.uint16, urlpath=str(path), mode="w",
                          chunks=(per_step, *FRAME))
-    for step in range(steps):
+    for _ in range(steps):
         n = stack.shape[0]
         stack.resize((n + per_step, *FRAME))
         stack[n:] = _frames(rng, per_step, n)

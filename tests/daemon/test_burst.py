@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from cat2sync import Client
 from cat2sync.events import EventKind
 
@@ -65,8 +63,6 @@ def test_burst_converges_with_the_watcher(make_manifest: MakeManifest, client: C
     _check_remote(client, remote_dir, expected)
 
 
-@pytest.mark.xfail(strict=False, reason="the watcher misses files written into a folder right "
-                   "after it appears; fix: Daemon._on_changes runs a pass on a new folder")
 def test_files_in_new_folders_are_shipped(make_manifest: MakeManifest, client: Client,
                                           data_dir: Path, remote_dir: str) -> None:
     # inotify watches a new folder only from the moment it sees it: what is written into
