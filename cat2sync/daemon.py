@@ -134,10 +134,12 @@ class Daemon:
                 self.clients[name] = self._connect(cfg)
                 self._server_cfgs[name] = cfg
         self.uploads = {r.name: _unchanged(self.uploads.get(r.name), r) or
-                        UploadEngine(r, self.clients[r.server], self.state, self.emit)
+                        UploadEngine(r, self.clients[r.server], self.state, self.emit,
+                                     self.plugins)
                         for r in manifest.uploads}
         self.mirrors = {r.name: _unchanged(self.mirrors.get(r.name), r) or
-                        MirrorEngine(r, self.clients[r.server], self.state, self.emit)
+                        MirrorEngine(r, self.clients[r.server], self.state, self.emit,
+                                     self.plugins)
                         for r in manifest.subscriptions}
         self.lazy = {r.name: _unchanged(self.lazy.get(r.name), r) or
                      LazyExprEngine(r, self.clients[r.server], self.emit)

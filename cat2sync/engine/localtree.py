@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def is_inside(path: Path, root: Path) -> bool:
     return True
 
 
-def scan(root: Path, matcher: Matcher, *, follow_symlinks: bool = False,
+def scan(root: Path, matcher: Callable[[str], bool], *, follow_symlinks: bool = False,
          ) -> Iterator[tuple[str, os.stat_result]]:
     """Yield ``(relpath, stat)`` for every matching regular file below ``root``.
 

@@ -28,9 +28,11 @@ from ..client import Client
 from ..errors import Cat2Error, NotFound
 from ..events import Event, EventKind, EventSink
 from ..manifest import SubscribeRule
+from ..plugins.manager import Plugins
 from ..state import Mirrored, StateStore
 from .localtree import TEMP_PREFIX, Matcher
 from .names import UnsafeName, collision_key, local_target
+from .transforms import Chain
 
 __all__ = ["MirrorEngine", "PassResult"]
 
@@ -97,12 +99,14 @@ class MirrorEngine:
     """Runs one ``[[subscribe]]`` rule."""
 
     def __init__(self, rule: SubscribeRule, client: Client, state: StateStore,
-                 emit: EventSink) -> None:
+                 emit: EventSink, plugins: Plugins) -> None:
         self.rule = rule
         self.client = client
         self.state = state
         self.emit = emit
+        self.plugins = plugins
         self.matcher = Matcher(rule.include, rule.exclude)
+        self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "download")
 
     def remote_for(self, name: str) -> str:
         return f"{self.rule.remote}/{name}"
@@ -144,7 +148,8 @@ class MirrorEngine:
         # Of colliding names, one already mirrored wins (a newcomer never evicts it),
         # then one already in NFC (the server cannot even serve some other forms).
         for name in sorted(listing, key=lambda n: (n not in known, not _is_nfc(n))):
-            if not self.matcher(name) or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            if (not self.matcher(name) or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+                    or self.plugins.ignore(self.rule, name)):
                 continue
             try:
                 clean, target = local_target(self.rule.local, name)
@@ -194,7 +199,8 @@ class MirrorEngine:
                 remote=remote,
                 message=f"the server cannot read it ({entry.info['error']}): not mirrored"))
         started = time.monotonic()
-        rows, nbytes = self._extend(entry, rec)
+        # A transformed copy is not the server's file: it cannot grow by its chunks.
+        rows, nbytes = self._extend(entry, rec) if self.chain is None else (None, 0)
         if rows is None:
             nbytes += self._download(entry)
         self._record(entry)
@@ -210,6 +216,8 @@ class MirrorEngine:
 
     def _download(self, entry: _Remote) -> int:
         """Download ``entry`` whole (atomically); returns the bytes it cost."""
+        if self.chain is not None and entry.name.endswith(".b2nd"):
+            return self._download_transformed(entry)
         written = self.client.download_to(self.remote_for(entry.name), entry.target,
                                           durable=True)
         if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
@@ -217,6 +225,17 @@ class MirrorEngine:
         # A regular file crossed the network as its compressed frame, of about cbytes.
         cbytes = _schunk_info(entry.info).get("cbytes")
         return int(cbytes) if isinstance(cbytes, int) and cbytes >= 0 else written
+
+    def _download_transformed(self, entry: _Remote) -> int:
+        """Download beside the target, write its transform, rename that into place."""
+        assert self.chain is not None
+        entry.target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=entry.target.parent, prefix=TEMP_PREFIX) as tmp:
+            raw, out = Path(tmp) / "raw.b2nd", Path(tmp) / "out.b2nd"
+            written = self.client.download_to(self.remote_for(entry.name), raw)
+            self.chain.rewrite(blosc2.open(str(raw), mode="r"), out, path=entry.name)
+            out.replace(entry.target)
+        return written
 
     @staticmethod
     def _local_intact(target: Path, rec: Mirrored) -> bool:

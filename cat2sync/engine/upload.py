@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -25,9 +26,12 @@ from ..client import Client
 from ..errors import BadRequest, Cat2Error, NotFound
 from ..events import Event, EventKind, EventSink
 from ..manifest import UploadRule
+from ..plugins.hookspecs import ConverterContext
+from ..plugins.manager import PluginError, Plugins
 from ..state import Shipped, StateStore
 from .arrays import ARRAY_SUFFIXES, Layout, layout_of, open_array, rows_frame
 from .localtree import TEMP_PREFIX, Matcher, scan
+from .transforms import Chain
 
 __all__ = ["FileChanged", "NotReady", "ReconcileResult", "UploadEngine"]
 
@@ -67,25 +71,31 @@ class UploadEngine:
     """Runs one ``[[upload]]`` rule against one server."""
 
     def __init__(self, rule: UploadRule, client: Client, state: StateStore,
-                 emit: EventSink) -> None:
+                 emit: EventSink, plugins: Plugins) -> None:
         self.rule = rule
         self.client = client
         self.state = state
         self.emit = emit
+        self.plugins = plugins
         self.matcher = Matcher(rule.include, rule.exclude)
+        self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "upload")
         # Moves and removals are decided against a consistent view of the records.
         self._structure = threading.Lock()
 
     # -- paths -----------------------------------------------------------------
 
     def remote_for(self, relpath: str) -> str:
+        """Where ``relpath`` goes; a file a plugin converts goes there as ``.b2nd``."""
+        if PurePosixPath(relpath).suffix.lower() in self.plugins.converters:
+            relpath = str(PurePosixPath(relpath).with_suffix(".b2nd"))
         return f"{self.rule.remote}/{relpath}"
 
     def local_for(self, relpath: str) -> Path:
         return self.rule.local / relpath
 
     def wants(self, relpath: str) -> bool:
-        return self.matcher(relpath)
+        """The rule's globs accept ``relpath`` and no plugin's ``cat2sync_ignore`` skips it."""
+        return self.matcher(relpath) and not self.plugins.ignore(self.rule, relpath)
 
     def relpath_of(self, path: Path) -> str | None:
         """``path`` relative to the rule folder, or None when it is outside it."""
@@ -137,6 +147,8 @@ class UploadEngine:
 
     def _send(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped | None) -> Event:
         suffix = path.suffix.lower()
+        if suffix in self.plugins.converters:
+            return self._upload_converted(relpath, path, st)
         if suffix not in ARRAY_SUFFIXES:
             return self._upload_whole(relpath, path, st, layout=None)
         try:
@@ -175,8 +187,35 @@ class UploadEngine:
             tail_digest=layout.tail_digest if layout else None,
         ), confirm=confirm)
 
+    def _scratch(self) -> tempfile.TemporaryDirectory[str]:
+        """A private folder for converted or transformed copies, in the state folder
+        (not /tmp, which is often a small RAM disk)."""
+        root = self.state.state_dir / "tmp"
+        root.mkdir(exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=root)
+
+    def _upload_converted(self, relpath: str, path: Path, st: os.stat_result) -> Event:
+        """Convert with the plugin registered for the suffix, then upload the ``.b2nd``."""
+        owner, convert = self.plugins.converters[path.suffix.lower()]
+        ctx = ConverterContext(settings=self.plugins.settings_for(owner), rule=self.rule.name,
+                               path=relpath)
+        with self._scratch() as tmp:
+            converted = Path(tmp) / PurePosixPath(relpath).with_suffix(".b2nd").name
+            try:
+                convert(path, converted, ctx)
+            except Exception as exc:
+                raise PluginError(owner, "converter", exc, relpath) from exc
+            self._check_unchanged(path, st)
+            return self._upload_whole(relpath, path, st, layout=None, source=converted)
+
     def _upload_whole(self, relpath: str, path: Path, st: os.stat_result,
-                      layout: Layout | None) -> Event:
+                      layout: Layout | None, source: Path | None = None) -> Event:
+        """Upload ``source`` (default: the local file itself) as ``relpath``'s remote."""
+        if source is None and layout is not None and self.chain is not None:
+            with self._scratch() as tmp:
+                transformed = Path(tmp) / path.name
+                self.chain.rewrite(open_array(path), transformed, path=relpath)
+                return self._upload_whole(relpath, path, st, layout, source=transformed)
         remote = self.remote_for(relpath)
         final = PurePosixPath(remote)
         if final.suffix:
@@ -184,7 +223,7 @@ class UploadEngine:
             tmp = str(final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
             entry = self.state.journal_begin(self.rule.name, relpath, "upload", tmp)
             try:
-                self.client.upload(path, tmp)
+                self.client.upload(source or path, tmp)
                 self._check_unchanged(path, st)
                 self.client.move(tmp, remote)
             except Exception:
@@ -194,7 +233,7 @@ class UploadEngine:
         else:
             # A name without suffix is a folder to the server's move: upload in place.
             entry = None
-            self.client.upload(path, remote)
+            self.client.upload(source or path, remote)
             self._check_unchanged(path, st)
         self._record(relpath, st, layout, confirm=entry)
         rows = layout.shape[0] if layout else None
@@ -216,17 +255,19 @@ class UploadEngine:
         if (prefix.digests, prefix.tail_digest) != (rec.digests, rec.tail_digest):
             return None  # earlier rows changed: only a whole upload is right
         remote = self.remote_for(relpath)
-        cursor = self._remote_cursor(remote, arr, sent_rows, layout.shape[0])
-        if cursor is None:
+        found = self._remote_cursor(remote, relpath, arr, sent_rows, layout.shape[0])
+        if found is None:
             return None
+        cursor, expect = found
         total = layout.shape[0]
         row_bytes = max(1, arr.dtype.itemsize * int(_prod(arr.shape[1:])))
         step = max(1, _APPEND_BYTES // row_bytes)
         while cursor < total:
             stop = min(total, cursor + step)
+            rows = self._rows_to_send(arr, relpath, cursor, stop, expect)
             entry = self.state.journal_begin(self.rule.name, relpath, "append", remote,
                                              cursor, stop)
-            new_shape = self.client.append(remote, rows_frame(arr, cursor, stop))
+            new_shape = self.client.append(remote, rows)
             if new_shape[0] != stop:
                 raise BadRequest(f"append ended at {new_shape[0]} rows, expected {stop}",
                                  path=remote)
@@ -237,8 +278,18 @@ class UploadEngine:
         return Event(kind=EventKind.APPENDED, rule=self.rule.name, path=relpath, remote=remote,
                      rows=total - sent_rows)
 
-    def _remote_cursor(self, remote: str, arr: Any, sent_rows: int, total: int) -> int | None:
-        """Rows the server already has, or None when it is not our prefix any more.
+    def _rows_to_send(self, arr: Any, relpath: str, start: int, stop: int,
+                      expect: tuple[str, tuple[int, ...]]) -> Any:
+        """Rows ``start:stop`` as they must land remotely (transformed, checked)."""
+        if self.chain is None:
+            return rows_frame(arr, start, stop)
+        rows = self.chain.apply(arr[start:stop], path=relpath, start_row=start, expect=expect)
+        return blosc2.asarray(rows)
+
+    def _remote_cursor(self, remote: str, relpath: str, arr: Any, sent_rows: int, total: int,
+                       ) -> tuple[int, tuple[str, tuple[int, ...]]] | None:
+        """Rows the server already has and its ``(dtype, trailing shape)``, or None when
+        it does not hold our prefix any more.
 
         The server's append is not idempotent: after a lost response or a crash the
         rows may already be there. The remote shape is the cursor, and rows beyond
@@ -248,16 +299,18 @@ class UploadEngine:
             info, _ = self.client.stat(remote)
         except NotFound:
             return None
-        shape = info.get("shape")
-        if not shape or tuple(shape[1:]) != tuple(arr.shape[1:]):
+        shape, dtype = info.get("shape"), info.get("dtype")
+        if not shape or (self.chain is None and tuple(shape[1:]) != tuple(arr.shape[1:])):
             return None
-        have = int(shape[0])
+        have, expect = int(shape[0]), (str(dtype), tuple(shape[1:]))
         if have == sent_rows:
-            return have
+            return have, expect
         if not sent_rows < have <= total:
             return None
         theirs = self.client.fetch(remote, slice(sent_rows, have))
-        return have if np.array_equal(theirs, arr[sent_rows:have]) else None
+        ours = arr[sent_rows:have] if self.chain is None else self.chain.apply(
+            arr[sent_rows:have], path=relpath, start_row=sent_rows)
+        return (have, expect) if np.array_equal(theirs, ours) else None
 
     # -- renames and deletions -------------------------------------------------
 
@@ -288,7 +341,7 @@ class UploadEngine:
         if not self.rule.local.is_dir():
             result.refused = f"local folder {self.rule.local} is missing"
             return result
-        local = dict(scan(self.rule.local, self.matcher,
+        local = dict(scan(self.rule.local, self.wants,
                           follow_symlinks=self.rule.follow_symlinks))
         records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
         for relpath, st in local.items():

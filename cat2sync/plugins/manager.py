@@ -76,6 +76,7 @@ class Plugins:
             self.pm.enable_tracing()
         self._transforms: dict[str, Transform] | None = None
         self._converters: dict[str, tuple[str, Converter]] | None = None
+        self._settings: Mapping[str, Mapping[str, Any]] = {}
 
     # -- set-up ----------------------------------------------------------------
 
@@ -95,7 +96,12 @@ class Plugins:
 
     def configure(self, manifest: Manifest) -> None:
         self.disable(manifest.plugins.disable)
+        self._settings = manifest.plugins.settings
         self._each("cat2sync_configure", manifest=manifest)
+
+    def settings_for(self, plugin: str) -> Mapping[str, Any]:
+        """The plugin's validated ``[plugins.NAME]`` table (empty when it has none)."""
+        return self._settings.get(plugin, {})
 
     def check_manifest(self, manifest: Manifest) -> None:
         """Every transform a rule names must be registered; ManifestError otherwise."""

@@ -1,0 +1,98 @@
+"""Running a rule's chain of plugin transforms over array rows, with the checks that
+keep the remote array consistent: same number of rows, stable dtype and trailing shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from ..errors import Cat2Error
+from ..manifest import TransformSpec
+from ..plugins.hookspecs import Transform, TransformContext
+
+__all__ = ["Chain", "TransformError"]
+
+_SLAB_BYTES = 32 * 2**20  # rows transformed at a time when a whole array is rewritten
+
+
+class TransformError(Cat2Error):
+    """A transform failed or gave rows that cannot be sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """The transforms a rule lists, resolved to the registered functions."""
+
+    steps: tuple[tuple[TransformSpec, Transform], ...]
+    rule: str
+    direction: str
+
+    @classmethod
+    def build(cls, specs: Sequence[TransformSpec], registry: dict[str, Transform], rule: str,
+              direction: str) -> Chain | None:
+        if not specs:
+            return None
+        missing = [s.name for s in specs if s.name not in registry]
+        if missing:
+            raise TransformError(f"{rule}: unknown transform(s): {', '.join(missing)}")
+        return cls(tuple((s, registry[s.name]) for s in specs), rule, direction)
+
+    def apply(self, rows: np.ndarray, *, path: str, start_row: int,
+              expect: tuple[str, tuple[int, ...]] | None = None) -> np.ndarray:
+        """Transform ``rows``; ``expect`` is the ``(dtype, trailing shape)`` they must have.
+
+        :raises TransformError: a transform raised, changed the number of rows, or gave
+            a dtype or trailing shape other than ``expect`` — before anything is sent.
+        """
+        out = rows
+        for spec, func in self.steps:
+            ctx = TransformContext(params=dict(spec.params), rule=self.rule, path=path,
+                                   start_row=start_row, direction=self.direction)
+            try:
+                out = np.asarray(func(out, ctx))
+            except Exception as exc:
+                raise TransformError(f"transform {spec.name!r} failed on {path}: "
+                                     f"{exc.__class__.__name__}: {exc}") from exc
+            if out.ndim == 0 or out.shape[0] != rows.shape[0]:
+                raise TransformError(
+                    f"transform {spec.name!r} changed the number of rows of {path} "
+                    f"from {rows.shape[0]} to {out.shape[0] if out.ndim else 'a scalar'}")
+        if expect is not None and (str(out.dtype), tuple(out.shape[1:])) != expect:
+            raise TransformError(
+                f"transforms of {path} gave {out.dtype} rows of shape {out.shape[1:]}, but "
+                f"the remote array holds {expect[0]} rows of shape {expect[1]}")
+        return out
+
+    def rewrite(self, source: Any, dest: Path, *, path: str) -> tuple[str, tuple[int, ...]]:
+        """Write the transform of the whole array ``source`` to ``dest`` (a ``.b2nd``),
+        a slab of rows at a time; returns the result's ``(dtype, trailing shape)``."""
+        rows = source.shape[0]
+        row_bytes = max(1, source.dtype.itemsize * int(np.prod(source.shape[1:])))
+        step = max(source.chunks[0], _SLAB_BYTES // row_bytes // source.chunks[0]
+                   * source.chunks[0])
+        out: Any = None
+        expect: tuple[str, tuple[int, ...]] | None = None
+        for start in range(0, max(rows, 1), step):
+            piece = self.apply(source[start:min(rows, start + step)], path=path,
+                               start_row=start, expect=expect)
+            if out is None:
+                expect = (str(piece.dtype), tuple(piece.shape[1:]))
+                out = blosc2.empty((rows, *piece.shape[1:]), dtype=piece.dtype,
+                                   urlpath=str(dest), mode="w", cparams=_cparams(source))
+            if piece.shape[0]:
+                out[start:start + piece.shape[0]] = piece
+        assert expect is not None
+        return expect
+
+
+def _cparams(source: Any) -> dict[str, Any]:
+    """The source's codec settings, without its typesize (the dtype may change)."""
+    cp = source.schunk.cparams
+    return {"codec": cp.codec, "clevel": cp.clevel, "filters": cp.filters,
+            "filters_meta": cp.filters_meta}
