@@ -58,7 +58,7 @@ def test_converted_file_lands_on_the_server(
     expected = data.astype("f4").reshape(5, 2, 2) if name.endswith(".tiff") else data
     dest = tmp_path / "out" / (source.stem + ".b2nd")
     dest.parent.mkdir()
-    plugins.converters[source.suffix](source, dest, ConverterContext(rule="r", path=name))
+    plugins.converters[source.suffix][1](source, dest, ConverterContext(rule="r", path=name))
 
     remote = client.upload(dest, f"{remote_dir}/{dest.name}")
     assert str(remote) == f"{remote_dir}/run.b2nd"

@@ -290,7 +290,7 @@ def test_configured_settings_apply_when_the_context_has_none(tmp_path: Path) -> 
     plugins = Plugins(entry_points=False, extra=[conv])
     plugins.configure(manifest_with(tmp_path, plugins, 'codec = "zlib"\nclevel = 9'))
     np.save(tmp_path / "a.npy", np.arange(10))
-    plugins.converters[".npy"](tmp_path / "a.npy", tmp_path / "a.b2nd", ConverterContext())
+    plugins.converters[".npy"][1](tmp_path / "a.npy", tmp_path / "a.b2nd", ConverterContext())
     out = blosc2.open(str(tmp_path / "a.b2nd"))
     assert (out.cparams.codec, out.cparams.clevel) == (blosc2.Codec.ZLIB, 9)
 

@@ -74,7 +74,7 @@ def test_convert_mode(client: Client, remote_dir: str, data_dir: Path, tmp_path:
     plugins = configured(tmp_path, 'mode = "convert"\ndataset = "/raw"')
     local = make_h5(data_dir / "scan.h5")
     dest = tmp_path / "scan.b2nd"
-    plugins.converters[".h5"](local, dest, ConverterContext(rule="scans", path="scan.h5"))
+    plugins.converters[".h5"][1](local, dest, ConverterContext(rule="scans", path="scan.h5"))
     remote = str(client.upload(dest, f"{remote_dir}/scan.b2nd"))
     rule = UploadRule(name="scans", local=data_dir, remote=remote_dir)
     plugins.uploaded(rule, dest, remote, client)  # nothing to unfold in convert mode

@@ -131,7 +131,7 @@ def test_converters_only_in_convert_mode(tmp_path: Path, h5file: Path) -> None:
                                     'mode = "convert"\ndataset = "/entry/big"'))
     assert {".h5", ".hdf5"} <= set(plugins.converters)
     # The daemon's context may carry no settings: the configured dataset is used.
-    plugins.converters[".h5"](h5file, tmp_path / "o.b2nd", ConverterContext())
+    plugins.converters[".h5"][1](h5file, tmp_path / "o.b2nd", ConverterContext())
     np.testing.assert_array_equal(blosc2.open(str(tmp_path / "o.b2nd"))[()], np.arange(10))
 
 
