@@ -26,6 +26,7 @@ run: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check cat2sync tests plugins benchmarks examples
+	$(BIN)/mypy cat2sync
 
 test: lint
 	$(BIN)/python -m pytest -q

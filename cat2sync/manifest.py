@@ -1021,7 +1021,8 @@ class _Loader:
             elif name not in known:
                 raise section.fail(name, "unknown plugin")
             else:
-                plugin = _Section(self, table, section.key(name))
+                # ${VAR} too: a webhook URL or a token often holds a secret.
+                plugin = self.interpolated(_Section(self, table, section.key(name)))
                 settings[name] = MappingProxyType(self.plugin_table(plugin, known[name]))
         settings.update(self.default_plugin_settings(set(settings)))
         return PluginsConfig(disable=disable, settings=MappingProxyType(settings))

@@ -1093,3 +1093,17 @@ def test_unexpected_failures_become_one_line_manifest_errors(
     monkeypatch.setattr("cat2sync.manifest._Loader.load", broken)
     err = error_of(UPLOAD)
     assert str(err) == f"{NAME}: cannot load (ValueError: boom line two)"
+
+
+def test_plugin_tables_interpolate_environment_variables(tmp_path: Path) -> None:
+    from cat2sync.manifest import SettingSpec
+
+    path = tmp_path / "cat2sync.toml"
+    path.write_text('[plugins.notify]\nwebhook = "https://hooks.example.org/${HOOK_TOKEN}"\n')
+    specs = {"notify": {"webhook": SettingSpec(type=str, default=None)}}
+    manifest = load_manifest(path, env={"HOOK_TOKEN": "t0k"}, plugin_settings=specs)
+    assert manifest.plugins.settings["notify"]["webhook"] == "https://hooks.example.org/t0k"
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, env={}, plugin_settings=specs)
+    assert str(err.value).endswith(
+        "plugins.notify.webhook: environment variable HOOK_TOKEN is not set")
