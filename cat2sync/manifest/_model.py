@@ -1,0 +1,194 @@
+"""The manifest's typed, frozen objects."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
+
+DEFAULT_SERVER: Final = "default"
+DEFAULT_INCLUDE: Final = ("**/*",)
+DEFAULT_SUBSCRIBE_EVERY: Final = 300.0
+STATE_DIR_NAME: Final = ".cat2sync"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
+MAX_CONCURRENCY: Final = 64
+
+_EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def _empty_mapping() -> Mapping[str, Any]:
+    return _EMPTY_MAPPING
+
+
+class _Sentinel(enum.Enum):
+    REQUIRED = "REQUIRED"
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+#: ``SettingSpec.default`` for a plugin setting that has no default and must be given.
+REQUIRED: Final = _Sentinel.REQUIRED
+_MISSING: Final = _Sentinel.MISSING
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingSpec:
+    """What a plugin accepts in its ``[plugins.NAME]`` table, one per key.
+
+    :param type: accepted Python type(s) of the TOML value (``str``, ``int``, ``float``,
+        ``bool``, ``list``, ``dict``; ``float`` also accepts integers; ``pathlib.Path``
+        accepts a string and resolves it against the manifest's folder).
+    :param default: used when the key is absent; :data:`REQUIRED` means it must be given.
+    :param description: one line for the docs and ``--help`` style listings.
+    """
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransformSpec:
+    """A transform applied to arrays in transit: ``"float32"`` or ``{name = "scale", ...}``."""
+
+    name: str
+    # hash=False keeps rules hashable although a mappingproxy is not (Python 3.11).
+    params: Mapping[str, Any] = field(default_factory=_empty_mapping, hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    """The ``[daemon]`` table. ``state_dir`` defaults to ``.cat2sync`` beside the manifest."""
+
+    state_dir: Path
+    log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    rescan: float = 600.0
+    retry_max: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """One Caterva2 server. ``url is None`` means the embedded local server.
+
+    ``password_file`` is the resolved path when the password came from a file; with
+    ``load_manifest(check_paths=False)`` an unreadable file leaves ``password`` None.
+    """
+
+    name: str
+    url: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    timeout: float = 30.0
+    verify: bool | str = True
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the daemon must start a local Caterva2 server for this entry."""
+        return self.url is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadRule:
+    """An ``[[upload]]`` rule: keep a remote folder up to date with a local folder."""
+
+    name: str
+    local: Path
+    remote: str
+    server: str = DEFAULT_SERVER
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
+    settle: float = 2.0
+    append: bool = True
+    delete: bool = False
+    max_delete: float = 0.5
+    follow_symlinks: bool = False
+    concurrency: int = 4
+    transforms: tuple[TransformSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeRule:
+    """A ``[[subscribe]]`` rule: mirror a remote folder into a local folder.
+
+    Exactly one of ``every`` (seconds) and ``cron`` (5-field crontab) is set by the
+    loader; a rule with neither in the manifest polls every 300 s.
+    """
+
+    name: str
+    remote: str
+    local: Path
+    server: str = DEFAULT_SERVER
+    every: float | None = None
+    cron: str | None = None
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = ()
+    delete: bool = False
+    max_delete: float = 0.5
+    concurrency: int = 8
+    transforms: tuple[TransformSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LazyExprRule:
+    """A ``[[lazyexpr]]`` rule: a lazy expression kept as a dataset on the server."""
+
+    name: str
+    expression: str
+    operands: Mapping[str, str] = field(default_factory=_empty_mapping, hash=False)
+    server: str = DEFAULT_SERVER
+    path: str | None = None
+    refresh: Literal["on-change", "every"] = "on-change"
+    every: float | None = None
+
+    @property
+    def destination(self) -> str:
+        """The dataset the expression is stored as (``path`` or ``@personal/<name>.b2nd``)."""
+        return self.path if self.path is not None else f"@personal/{self.name}.b2nd"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginsConfig:
+    """The ``[plugins]`` table: disabled plugin names and per-plugin settings."""
+
+    disable: tuple[str, ...] = ()
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty_mapping)
+
+
+Rule: TypeAlias = UploadRule | SubscribeRule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    """A validated manifest. All local paths are absolute and resolved."""
+
+    path: Path
+    source: str
+    base_dir: Path
+    daemon: DaemonConfig
+    servers: Mapping[str, ServerConfig]
+    uploads: tuple[UploadRule, ...] = ()
+    subscriptions: tuple[SubscribeRule, ...] = ()
+    lazyexprs: tuple[LazyExprRule, ...] = ()
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+
+    def rules(self) -> Iterator[Rule]:
+        """All upload rules, then all subscribe rules, in manifest order."""
+        yield from self.uploads
+        yield from self.subscriptions
+
+    def server_for(self, rule: UploadRule | SubscribeRule | LazyExprRule) -> ServerConfig:
+        """The server a rule talks to (the loader guarantees that it exists)."""
+        return self.servers[rule.server]
+
+
