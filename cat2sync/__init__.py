@@ -1,6 +1,6 @@
 """cat2sync: keep Blosc2/HDF5 array data flowing between lab machines and Caterva2 servers."""
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from .client import Client, Dataset, File, Group, RemotePath, Root
 from .errors import (
@@ -15,10 +15,11 @@ from .errors import (
     Timeout,
     TransportError,
 )
+from .plugins.hookspecs import hookimpl
 
 try:
-    __version__ = version("cat2sync")
-except PackageNotFoundError:  # running from a source tree
+    __version__ = _metadata.version("cat2sync")
+except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "Timeout",
     "TransportError",
     "__version__",
+    "hookimpl",
 ]
