@@ -357,9 +357,3 @@ class StateStore:
     def delete_mirrored(self, rule: str, remote_rel: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM mirrored WHERE rule=? AND remote_rel=?", (rule, remote_rel))
-
-    def forget_rule(self, rule: str) -> None:
-        """Drop everything known about a rule that left the manifest."""
-        with self._tx() as db:
-            for table in ("shipped", "journal", "pending", "passes", "mirrored"):
-                db.execute(f"DELETE FROM {table} WHERE rule=?", (rule,))

@@ -105,10 +105,6 @@ class UploadEngine:
             return None
         return rel.as_posix()
 
-    def is_current(self, relpath: str, st: os.stat_result) -> bool:
-        rec = self.state.get_shipped(self.rule.name, relpath)
-        return rec is not None and _same_file(st, rec)
-
     # -- one file --------------------------------------------------------------
 
     def sync_file(self, relpath: str) -> Event | None:
