@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import Cat2Error
 from ..manifest import TransformSpec
 from ..plugins.hookspecs import Transform, TransformContext
+from ..plugins.manager import OwnedTransform
 
 __all__ = ["Chain", "TransformError"]
 
@@ -57,25 +58,30 @@ class Chain:
             try:
                 out = np.asarray(func(out, ctx))
             except Exception as exc:
-                raise TransformError(f"transform {spec.name!r} failed on {path}: "
+                raise TransformError(f"transform {_named(spec, func)} failed on {path}: "
                                      f"{exc.__class__.__name__}: {exc}") from exc
             if out.ndim == 0 or out.shape[0] != rows.shape[0]:
                 raise TransformError(
-                    f"transform {spec.name!r} changed the number of rows of {path} "
+                    f"transform {_named(spec, func)} changed the number of rows of {path} "
                     f"from {rows.shape[0]} to {out.shape[0] if out.ndim else 'a scalar'}")
         if expect is not None and (str(out.dtype), tuple(out.shape[1:])) != expect:
+            names = ", ".join(_named(spec, func) for spec, func in self.steps)
             raise TransformError(
-                f"transforms of {path} gave {out.dtype} rows of shape {out.shape[1:]}, but "
-                f"the remote array holds {expect[0]} rows of shape {expect[1]}")
+                f"transform{'s' if len(self.steps) > 1 else ''} {names} gave {out.dtype} "
+                f"rows of shape {tuple(out.shape[1:])} for {path}, but the remote array "
+                f"holds {expect[0]} rows of shape {tuple(expect[1])}")
         return out
 
     def rewrite(self, source: Any, dest: Path, *, path: str) -> tuple[str, tuple[int, ...]]:
         """Write the transform of the whole array ``source`` to ``dest`` (a ``.b2nd``),
         a slab of rows at a time; returns the result's ``(dtype, trailing shape)``."""
+        if not source.shape:
+            raise TransformError(f"{path}: transforms apply to rows, and this array is a "
+                                 "scalar (0-d)")
         rows = source.shape[0]
         row_bytes = max(1, source.dtype.itemsize * int(np.prod(source.shape[1:])))
-        step = max(source.chunks[0], _SLAB_BYTES // row_bytes // source.chunks[0]
-                   * source.chunks[0])
+        chunk_rows = max(1, source.chunks[0])  # an empty array may have empty chunks
+        step = max(chunk_rows, _SLAB_BYTES // row_bytes // chunk_rows * chunk_rows)
         out: Any = None
         expect: tuple[str, tuple[int, ...]] | None = None
         for start in range(0, max(rows, 1), step):
@@ -83,12 +89,24 @@ class Chain:
                                start_row=start, expect=expect)
             if out is None:
                 expect = (str(piece.dtype), tuple(piece.shape[1:]))
+                # The source's chunk layout when the trailing shape is kept: it was chosen
+                # for how the array grows (an empty array must keep it to grow at all).
+                # Otherwise Blosc2 chooses for the new shape.
+                layout = {"chunks": tuple(source.chunks), "blocks": tuple(source.blocks)} \
+                    if expect[1] == tuple(source.shape[1:]) and source.chunks[0] else {}
                 out = blosc2.empty((rows, *piece.shape[1:]), dtype=piece.dtype,
-                                   urlpath=str(dest), mode="w", cparams=_cparams(source))
+                                   urlpath=str(dest), mode="w", cparams=_cparams(source),
+                                   **layout)
             if piece.shape[0]:
                 out[start:start + piece.shape[0]] = piece
         assert expect is not None
         return expect
+
+
+def _named(spec: TransformSpec, func: Transform) -> str:
+    """``'scale'``, with the plugin that registered it when known: ``'scale' (plugin 'x')``."""
+    plugin = func.plugin if isinstance(func, OwnedTransform) else None
+    return f"{spec.name!r} (plugin {plugin!r})" if plugin else repr(spec.name)
 
 
 def _cparams(source: Any) -> dict[str, Any]:

@@ -20,20 +20,24 @@ import pluggy
 from .. import __version__
 from ..errors import Cat2Error, ManifestError
 from . import hookspecs
-from .hookspecs import PROJECT, Converter, LazyExprRequest, Transform
+from .hookspecs import PROJECT, Converter, LazyExprRequest, Transform, TransformContext
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import numpy as np
 
     from ..client import Client
     from ..events import Event
     from ..manifest import Manifest, SettingSpec, SubscribeRule, UploadRule
 
-__all__ = ["DEFAULT_PLUGINS", "PluginError", "PluginInfo", "Plugins"]
+__all__ = ["DEFAULT_PLUGINS", "OwnedTransform", "PluginError", "PluginInfo", "Plugins"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLUGINS = ("cat2sync.plugins.default.transforms",)
+#: Hooks whose ManifestError is the user's (a plugin checking its own table).
+_SETUP_HOOKS = frozenset({"cat2sync_declare_settings", "cat2sync_configure"})
 
 
 class PluginError(Cat2Error):
@@ -44,6 +48,17 @@ class PluginError(Cat2Error):
         about = f" on {subject}" if subject else ""
         super().__init__(f"plugin {plugin!r} failed in {hook}{about}: "
                          f"{exc.__class__.__name__}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedTransform:
+    """A registered transform and the plugin that registered it (for error messages)."""
+
+    func: Transform
+    plugin: str
+
+    def __call__(self, rows: np.ndarray, ctx: TransformContext) -> np.ndarray:
+        return self.func(rows, ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,27 +86,68 @@ class Plugins:
         for plugin in extra:
             self.pm.register(plugin)
         self.pm.check_pending()
-        if os.environ.get("CAT2SYNC_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
-            self.pm.enable_tracing()
+        # Hooks are called one implementation at a time (see _call), not through pluggy's
+        # hook callers, so pluggy's own tracing would never see them: _call traces.
+        self._trace = bool(os.environ.get("CAT2SYNC_TRACE_PLUGINS"))
+        #: Every plugin by its registered name, disabled ones too (to enable them again).
+        self._plugins: dict[str, object] = {
+            name: plugin for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+        self._disabled: frozenset[str] = frozenset()
+        self._declared: dict[str, Mapping[str, SettingSpec]] | None = None
+        self._declared_by: dict[str, str] = {}  # [plugins.NAME] -> registered plugin name
         self._transforms: dict[str, Transform] | None = None
+        self._transform_owners: dict[str, str] = {}
         self._converters: dict[str, tuple[str, Converter]] | None = None
         self._settings: Mapping[str, Mapping[str, Any]] = {}
 
     # -- set-up ----------------------------------------------------------------
 
     def declared_settings(self) -> dict[str, Mapping[str, SettingSpec]]:
-        declared: dict[str, Mapping[str, SettingSpec]] = {}
+        """Plugin name -> the settings its ``[plugins.NAME]`` table accepts.
 
-        def declare(name: str, specs: Mapping[str, SettingSpec]) -> None:
-            declared[name] = specs
+        Asked once (the declarations are static) and remembered, so that a plugin that
+        ``[plugins] disable`` unregistered still has its table accepted when the manifest
+        is loaded again. A plugin that declares nothing (a built-in one too) is listed
+        with no settings, so that it can be disabled by name as well.
+        """
+        if self._declared is None:
+            declared: dict[str, Mapping[str, SettingSpec]] = {}
+            owners: dict[str, str] = {}
+            for impl in self._impls("cat2sync_declare_settings"):
+                def declare(name: str, specs: Mapping[str, SettingSpec],
+                            _plugin: str = impl.plugin_name) -> None:
+                    declared[name], owners[name] = specs, _plugin
 
-        self._each("cat2sync_declare_settings", declare=declare)
-        return declared
+                self._call(impl, "cat2sync_declare_settings", declare=declare)
+            declaring = set(owners.values())
+            for name in self._plugins:
+                if name not in declaring:
+                    declared.setdefault(name, {})
+            self._declared, self._declared_by = declared, owners
+        return dict(self._declared)
+
+    def _resolve(self, names: Iterable[str]) -> frozenset[str]:
+        """Registered plugin names for ``[plugins] disable`` names: a plugin is known by
+        its registered name (its entry point's) and by the table name it declares."""
+        self.declared_settings()  # learn who declares what while every plugin is there
+        out: set[str] = set()
+        for name in names:
+            out.add(name)
+            if name in self._declared_by:
+                out.add(self._declared_by[name])
+        return frozenset(out)
 
     def disable(self, names: Iterable[str]) -> None:
-        for name in names:
+        """Disable exactly these plugins; any disabled before and not named now is
+        enabled again (a manifest reload that shortens ``[plugins] disable``)."""
+        wanted = self._resolve(names)
+        for name in sorted(self._disabled - wanted):
+            self.pm.unblock(name)
+            if name in self._plugins:
+                self.pm.register(self._plugins[name], name=name)
+        for name in sorted(wanted - self._disabled):
             self.pm.set_blocked(name)
+        self._disabled = wanted
         self._transforms = self._converters = None
 
     def configure(self, manifest: Manifest) -> None:
@@ -100,12 +156,24 @@ class Plugins:
         self._each("cat2sync_configure", manifest=manifest)
 
     def settings_for(self, plugin: str) -> Mapping[str, Any]:
-        """The plugin's validated ``[plugins.NAME]`` table (empty when it has none)."""
-        return self._settings.get(plugin, {})
+        """The plugin's validated ``[plugins.NAME]`` table (empty when it has none).
+
+        :param plugin: the registered name (a converter's owner); the table is the one
+            the plugin declared, which is named like its entry point but need not be.
+        """
+        if plugin in self._settings:
+            return self._settings[plugin]
+        self.declared_settings()
+        for table, owner in self._declared_by.items():
+            if owner == plugin and table in self._settings:
+                return self._settings[table]
+        return {}
 
     def check_manifest(self, manifest: Manifest) -> None:
         """Every transform a rule names must be registered; ManifestError otherwise."""
-        known = self.transforms
+        disabled = self._resolve(manifest.plugins.disable)
+        known = {name for name in self.transforms
+                 if self._transform_owners.get(name) not in disabled}
         named = [(f"upload[{i}]", r.transforms) for i, r in enumerate(manifest.uploads)]
         named += [(f"subscribe[{i}]", r.transforms) for i, r in enumerate(manifest.subscriptions)]
         for key, specs in named:
@@ -137,7 +205,11 @@ class Plugins:
     @property
     def transforms(self) -> dict[str, Transform]:
         if self._transforms is None:
-            self._transforms = self._registry("cat2sync_register_transforms", unique=True)
+            owners: dict[str, str] = {}
+            found = self._registry("cat2sync_register_transforms", unique=True, owners=owners)
+            self._transforms = {name: OwnedTransform(func, owners[name])
+                                for name, func in found.items()}
+            self._transform_owners = owners
         return self._transforms
 
     @property
@@ -164,10 +236,24 @@ class Plugins:
         return found
 
     def jobs(self) -> list[tuple[str, float | str, Callable[[], object]]]:
-        jobs: list[tuple[str, float | str, Callable[[], object]]] = []
-        self._each("cat2sync_register_jobs",
-                   register=lambda job_id, when, func: jobs.append((job_id, when, func)))
-        return jobs
+        """The plugins' periodic jobs. Each runs guarded: a job that raises is logged with
+        the plugin's name and the job id, and runs again next time.
+
+        :raises PluginError: two jobs share an id.
+        """
+        hook = "cat2sync_register_jobs"
+        jobs: dict[str, tuple[float | str, Callable[[], object]]] = {}
+        owners: dict[str, str] = {}
+        for impl in self._impls(hook):
+            def register(job_id: str, when: float | str, func: Callable[[], object],
+                         _plugin: str = impl.plugin_name) -> None:
+                if job_id in jobs:
+                    raise PluginError(_plugin, hook, ValueError(
+                        f"job {job_id!r} is already registered by {owners[job_id]!r}"))
+                jobs[job_id], owners[job_id] = (when, _guarded(_plugin, job_id, func)), _plugin
+
+            self._call(impl, hook, register=register)
+        return [(job_id, when, func) for job_id, (when, func) in jobs.items()]
 
     # -- decisions and notifications -----------------------------------------
 
@@ -189,7 +275,7 @@ class Plugins:
 
     def uploaded(self, rule: UploadRule, local_path: Path, remote_path: str,
                  client: Client) -> None:
-        self._each("cat2sync_uploaded", rule=rule, local_path=local_path,
+        self._each("cat2sync_uploaded", subject=remote_path, rule=rule, local_path=local_path,
                    remote_path=remote_path, client=client)
 
     def shutdown(self) -> None:
@@ -212,16 +298,39 @@ class Plugins:
     def _impls(self, hook: str) -> list[pluggy.HookImpl]:
         return list(getattr(self.pm.hook, hook).get_hookimpls())
 
-    def _each(self, hook: str, **kwargs: Any) -> None:
+    def _each(self, hook: str, subject: str = "", **kwargs: Any) -> None:
         for impl in self._impls(hook):
-            self._call(impl, hook, **kwargs)
+            self._call(impl, hook, subject=subject, **kwargs)
 
-    @staticmethod
-    def _call(impl: pluggy.HookImpl, hook: str, subject: str = "", **kwargs: Any) -> Any:
-        """Call one plugin's implementation; any exception becomes a :class:`PluginError`."""
+    def _call(self, impl: pluggy.HookImpl, hook: str, subject: str = "", **kwargs: Any) -> Any:
+        """Call one plugin's implementation; any exception becomes a :class:`PluginError`.
+
+        A :class:`ManifestError` from a set-up hook goes to the user as it is (a plugin
+        checking its own table); from any other hook it is a plugin failure like another.
+        """
+        if self._trace:
+            about = f" on {subject}" if subject else ""
+            sys.stderr.write(f"cat2sync: plugin {impl.plugin_name!r}: {hook}{about}\n")
         try:
             return impl.function(*(kwargs[name] for name in impl.argnames))
-        except (PluginError, ManifestError):
-            raise  # a plugin's own one-line manifest error goes to the user as it is
+        except PluginError:
+            raise
+        except ManifestError as exc:
+            if hook in _SETUP_HOOKS:
+                raise
+            raise PluginError(impl.plugin_name, hook, exc, subject) from exc
         except Exception as exc:
             raise PluginError(impl.plugin_name, hook, exc, subject) from exc
+
+
+def _guarded(plugin: str, job_id: str, func: Callable[[], object]) -> Callable[[], object]:
+    """``func`` as a scheduled job: what it raises is logged with the plugin's name."""
+
+    def job() -> object:
+        try:
+            return func()
+        except Exception as exc:
+            log.warning("%s", PluginError(plugin, f"job {job_id!r}", exc))
+            return None
+
+    return job
