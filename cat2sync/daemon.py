@@ -272,26 +272,31 @@ class Daemon:
         if event is None:
             return None
         try:
-            self._after_send(engine, relpath, event)
+            derived = self._after_send(engine, relpath, event)
         except PluginError as exc:
             self.state.delete_shipped(rule_name, relpath)  # so that it is sent again
             return self._failed(rule, relpath, exc)
         self.emit(event)
+        for lazy in derived:  # after the event, so that listeners see cause before effect
+            lazy.refresh()
         return None
 
-    def _after_send(self, engine: UploadEngine, relpath: str, event: Event) -> None:
-        """Plugins' follow-up work on the server after a file was sent."""
+    def _after_send(self, engine: UploadEngine, relpath: str, event: Event,
+                    ) -> list[LazyExprEngine]:
+        """Plugins' follow-up work on the server after a file was sent; returns the
+        lazy expressions that plugins want computed from it."""
         if event.remote is None:
-            return
+            return []
         if event.kind == EventKind.UPLOADED:
             self.plugins.uploaded(engine.rule, engine.local_for(relpath), event.remote,
                                   engine.client)
-        if event.kind in (EventKind.UPLOADED, EventKind.APPENDED) and event.rows is not None:
-            rec = self.state.get_shipped(engine.rule.name, relpath)
-            info = {"shape": rec.shape if rec else None, "dtype": rec.dtype if rec else None,
-                    "rows": event.rows}
-            for request in self.plugins.lazyexprs(engine.rule, event.remote, info):
-                LazyExprEngine.from_request(request, engine.client, self.emit).refresh()
+        if event.kind not in (EventKind.UPLOADED, EventKind.APPENDED) or event.rows is None:
+            return []
+        rec = self.state.get_shipped(engine.rule.name, relpath)
+        info = {"shape": rec.shape if rec else None, "dtype": rec.dtype if rec else None,
+                "rows": event.rows}
+        return [LazyExprEngine.from_request(request, engine.client, self.emit)
+                for request in self.plugins.lazyexprs(engine.rule, event.remote, info)]
 
     def _not_ready(self, rule: UploadRule, relpath: str, reason: str) -> float | None:
         attempts = self.state.fail_pending(rule.name, relpath, reason, 0)
@@ -374,11 +379,14 @@ class Daemon:
         for name in self.uploads:
             self.scheduler.every(f"poll:{name}", 5.0, partial(self.reconcile, name))
 
+    def _watched_folders(self) -> list[Path]:
+        return sorted(e.rule.local for e in self.uploads.values())
+
     def _arm_watcher(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        self.watcher = Watcher([e.rule.local for e in self.uploads.values()],
-                               self._on_changes, self._on_watch_failure)
+        self.watcher = Watcher(self._watched_folders(), self._on_changes,
+                               self._on_watch_failure)
         self.watcher.start()
 
     def _schedule(self) -> None:
@@ -422,17 +430,19 @@ class Daemon:
         with self._reload_lock:
             if new == self.manifest:
                 return
-            old_uploads, old_lazy = dict(self.uploads), dict(self.lazy)
+            old_folders = self._watched_folders()
+            old_lazy = dict(self.lazy)
             try:
                 self._apply(new)
             except Cat2Error as exc:
                 log.error("manifest not reloaded, the previous one keeps running: %s", exc)
                 return
-            self._arm_watcher()
+            if self._watched_folders() != old_folders:
+                self._arm_watcher()
             self._schedule()
-            for name, engine in self.uploads.items():
-                if old_uploads.get(name) is not engine:
-                    self.reconcile(name)
+            # Every rule: a change made while the watches moved raised no event.
+            for name in self.uploads:
+                self.reconcile(name)
             for name, lazy in self.lazy.items():
                 if old_lazy.get(name) is not lazy:
                     lazy.refresh()

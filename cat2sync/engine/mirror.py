@@ -216,7 +216,7 @@ class MirrorEngine:
 
     def _download(self, entry: _Remote) -> int:
         """Download ``entry`` whole (atomically); returns the bytes it cost."""
-        if self.chain is not None and entry.name.endswith(".b2nd"):
+        if self.chain is not None and entry.name.endswith(".b2nd") and entry.info.get("shape"):
             return self._download_transformed(entry)
         written = self.client.download_to(self.remote_for(entry.name), entry.target,
                                           durable=True)

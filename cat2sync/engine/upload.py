@@ -202,6 +202,12 @@ class UploadEngine:
             except Exception as exc:
                 raise PluginError(owner, "converter", exc, relpath) from exc
             self._check_unchanged(path, st)
+            if self.chain is not None:  # the rule's transforms apply to converted arrays too
+                array = blosc2.open(str(converted), mode="r")
+                if isinstance(array, blosc2.NDArray) and array.ndim:
+                    transformed = Path(tmp) / f"t-{converted.name}"
+                    self.chain.rewrite(array, transformed, path=relpath)
+                    converted = transformed
             return self._upload_whole(relpath, path, st, layout=None, source=converted)
 
     def _upload_whole(self, relpath: str, path: Path, st: os.stat_result,

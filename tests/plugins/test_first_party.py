@@ -210,8 +210,6 @@ def test_notify_reports_only_the_chosen_kinds(env: Env, first_party: SimpleNames
     assert [(r["kind"], r["path"]) for r in records] == want[kinds[0]]
 
 
-@pytest.mark.xfail(strict=True, reason="UploadEngine._upload_converted sends the converted "
-                   "file without the rule's transforms (change requested in upload.py)")
 def test_converted_files_get_the_rules_transforms(env: Env, client: Client,
                                                   first_party: SimpleNamespace) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.convert])

@@ -190,7 +190,8 @@ def test_transform_on_subscribe_applies_to_the_local_copy(env: Env, client: Clie
     assert third.failures == 0 and not third.of(EventKind.DOWNLOADED)
 
 
-def test_transform_on_subscribe_refuses_a_scalar_clearly(env: Env, client: Client) -> None:
+def test_transform_on_subscribe_mirrors_a_scalar_as_it_is(env: Env, client: Client) -> None:
+    # Row transforms have no rows to work on in a 0-d array: it is mirrored unchanged.
     scalar = env.tmp_path / "src" / "gain.b2nd"
     scalar.parent.mkdir()
     blosc2.asarray(np.array(2.5), urlpath=str(scalar), mode="w")
@@ -198,7 +199,6 @@ def test_transform_on_subscribe_refuses_a_scalar_clearly(env: Env, client: Clien
     plugins = Plugins(entry_points=False)
     manifest = env.manifest(plugins, subscribes=[env.subscribe_rule(transforms=["float32"])])
     result = run_once(manifest, plugins)
-    assert result.failures == 1
-    [failed] = result.of(EventKind.FAILED)
-    assert failed.message is not None and "scalar (0-d)" in failed.message, failed.message
-    assert not (env.tmp_path / "mirror" / "gain.b2nd").exists()
+    assert result.failures == 0
+    mirrored = env.tmp_path / "mirror" / "gain.b2nd"
+    assert mirrored.read_bytes() == scalar.read_bytes()
