@@ -199,9 +199,18 @@ class Daemon:
         for name, engine in self.lazy.items():
             if engine.rule.refresh == "on-change" and engine.depends_on(remote):
                 if self._started:
-                    self.scheduler.later(f"lazy-now:{name}", _LAZY_DEBOUNCE, engine.refresh)
+                    self.scheduler.later(f"lazy-now:{name}", _LAZY_DEBOUNCE,
+                                         partial(self._refresh_lazy, engine))
                 else:
-                    engine.refresh()
+                    self._refresh_lazy(engine)
+
+    def _refresh_lazy(self, engine: LazyExprEngine, attempt: int = 1) -> None:
+        """Compute an expression; a network failure is retried with backoff (a bad
+        expression waits for the next change of an operand)."""
+        if engine.refresh() or not engine.transient or self._once or self._stopping.is_set():
+            return
+        self.scheduler.later(f"lazy-now:{engine.rule.name}", self._backoff(attempt),
+                             partial(self._refresh_lazy, engine, attempt + 1))
 
     # -- upload passes ---------------------------------------------------------
 
@@ -278,7 +287,7 @@ class Daemon:
             return self._failed(rule, relpath, exc)
         self.emit(event)
         for lazy in derived:  # after the event, so that listeners see cause before effect
-            lazy.refresh()
+            self._refresh_lazy(lazy)
         return None
 
     def _after_send(self, engine: UploadEngine, relpath: str, event: Event,
@@ -445,7 +454,7 @@ class Daemon:
                 self.reconcile(name)
             for name, lazy in self.lazy.items():
                 if old_lazy.get(name) is not lazy:
-                    lazy.refresh()
+                    self._refresh_lazy(lazy)
             log.info("manifest reloaded: %d upload, %d subscribe, %d lazyexpr rules",
                      len(self.uploads), len(self.mirrors), len(self.lazy))
 
@@ -460,7 +469,7 @@ class Daemon:
         for name in self.uploads:
             self.reconcile(name)
         for lazy in self.lazy.values():
-            lazy.refresh()
+            self._refresh_lazy(lazy)
         self._schedule()
         for job_id, when, func in self.plugins.jobs():
             if isinstance(when, str):

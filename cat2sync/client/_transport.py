@@ -33,6 +33,7 @@ __all__ = ["Credentials", "TransferStats", "Transport", "api_path"]
 #: the server handles them on its event loop and may stay silent for a long time.
 DEFAULT_WORK_TIMEOUT = 600.0
 _RETRY_STATUSES = {502, 503, 504}
+_KEEPALIVE_EXPIRY = 2.0  # seconds; uvicorn closes idle connections after 5
 _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 4.0
 
@@ -211,7 +212,10 @@ class Transport:
     # -- connection ------------------------------------------------------------
 
     def _new_http(self, cookies: httpx.Cookies) -> httpx.Client:
-        inner = self._injected or httpx.HTTPTransport(verify=self._verify)
+        # Idle connections are dropped before the server's 5 s keep-alive timeout: a request
+        # sent on a connection the server is closing fails, and a write cannot be retried.
+        inner = self._injected or httpx.HTTPTransport(
+            verify=self._verify, limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_EXPIRY))
         return httpx.Client(
             base_url=self.urlbase,
             transport=_CountingTransport(inner, self.stats),

@@ -6,7 +6,7 @@ import logging
 import time
 
 from ..client import Client
-from ..errors import Cat2Error
+from ..errors import Cat2Error, TransportError
 from ..events import Event, EventKind, EventSink
 from ..manifest import LazyExprRule
 from ..plugins.hookspecs import LazyExprRequest
@@ -24,6 +24,7 @@ class LazyExprEngine:
         self.client = client
         self.emit = emit
         self.last_error: str | None = None
+        self.transient = False  # the last failure was the network's, not the expression's
 
     @classmethod
     def from_request(cls, request: LazyExprRequest, client: Client, emit: EventSink,
@@ -49,6 +50,7 @@ class LazyExprEngine:
             else:
                 self.client.lazyexpr_at(self.rule.path, self.rule.expression, self.rule.operands)
         except Exception as exc:
+            self.transient = isinstance(exc, TransportError)
             # Retried on the next change of an operand, or on the next scheduled refresh.
             # Not only Cat2Error: this runs inside start() and scheduler jobs, which an
             # unexpected error must not abort.
@@ -60,6 +62,7 @@ class LazyExprEngine:
                             message=self.last_error))
             return False
         self.last_error = None
+        self.transient = False
         self.emit(Event(kind=EventKind.COMPUTED, rule=f"lazyexpr:{self.rule.name}",
                         path=self.rule.name, remote=self.target,
                         message=f"computed {self.rule.expression}",
