@@ -102,10 +102,12 @@ def _plugins() -> Plugins:
         raise Cat2Error(f"cannot load plugins: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _load(path: Path, plugins: Plugins | None = None) -> Manifest:
+def _load(path: Path, plugins: Plugins | None = None, *, check_paths: bool = True,
+          ) -> Manifest:
     """The manifest, with plugin tables and transform names checked."""
     plugins = plugins or _plugins()
-    manifest = load_manifest(path, plugin_settings=plugins.declared_settings())
+    manifest = load_manifest(path, plugin_settings=plugins.declared_settings(),
+                             check_paths=check_paths)
     plugins.check_manifest(manifest)
     plugins.configure(manifest)  # plugins check their own tables here
     return manifest
@@ -199,7 +201,8 @@ def _iso(stamp: float | None) -> str | None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    manifest = _load(args.manifest)
+    # A watched folder that is missing (unmounted) is exactly when status is wanted.
+    manifest = _load(args.manifest, check_paths=False)
     report = _status_of(manifest)
     if args.json:
         print(json.dumps(report, indent=2))

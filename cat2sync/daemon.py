@@ -400,7 +400,7 @@ class Daemon:
 
     def _schedule(self) -> None:
         """(Re)create the periodic jobs of the current rules."""
-        keep = ("manifest", "vanished:", "appeared:", "lazy-now:", "plugin:")
+        keep = ("manifest", "vanished:", "appeared:", "lazy-now:", "plugin:", "poll:")
         for job_id in self.scheduler.job_ids():
             if not job_id.startswith(keep):
                 self.scheduler.remove(job_id)

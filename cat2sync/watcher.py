@@ -54,7 +54,7 @@ class Watcher:
             for batch in watchfiles.watch(
                 *self.folders, stop_event=self._stop, step=self._step,
                 debounce=self._debounce, rust_timeout=1000, yield_on_timeout=False,
-                raise_interrupt=False, ignore_permission_denied=True,
+                raise_interrupt=False, ignore_permission_denied=False,
                 watch_filter=None,
             ):
                 self._on_changes(batch)

@@ -341,7 +341,10 @@ class UploadEngine:
         """A full pass: find files to send, turn renames into moves, apply deletions."""
         result = ReconcileResult()
         if not self.rule.local.is_dir():
-            result.refused = f"local folder {self.rule.local} is missing"
+            result.refused = (f"local folder {self.rule.local} is missing (unmounted?): "
+                              "nothing sent, no remote file removed")
+            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
+                            remote=self.rule.remote, message=result.refused))
             return result
         local = dict(scan(self.rule.local, self.wants,
                           follow_symlinks=self.rule.follow_symlinks))

@@ -1,0 +1,1 @@
+"""Fault injection: crashes, outages, broken disks and hostile input (``-m faults``)."""
