@@ -31,6 +31,7 @@ __all__ = [
     "Case",
     "Context",
     "Figure",
+    "Target",
     "VerificationError",
     "case",
     "have_reference",
@@ -50,6 +51,29 @@ class VerificationError(AssertionError):
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """The value a figure has to reach, shown in the table's last column.
+
+    ``limit`` applies to the figure's own value (at least ``limit`` when higher is
+    better, at most ``limit`` otherwise), or, with ``on_ratio``, to the table's ratio
+    column (cat2sync relative to the reference, "times better"): ``on_ratio`` with
+    ``limit=2`` means "at most half the reference's time".
+    """
+
+    text: str
+    limit: float
+    on_ratio: bool = False
+
+    def met(self, fig: Figure, ratio: float | None) -> bool | None:
+        """Whether ``fig`` (with the row's ``ratio``) reaches the target; None if unknown."""
+        if self.on_ratio:
+            return None if ratio is None else ratio >= self.limit
+        if fig.higher_is_better:
+            return fig.value >= self.limit
+        return fig.value <= self.limit
+
+
+@dataclass(frozen=True, slots=True)
 class Figure:
     """One measured number: a table row is ``<case> <metric>``."""
 
@@ -57,6 +81,7 @@ class Figure:
     value: float
     unit: str
     higher_is_better: bool
+    target: Target | None = None  # set on cat2sync's figures that have a goal
 
     def better(self, other: Figure) -> bool:
         """True when this figure beats ``other`` (same metric)."""
@@ -130,6 +155,11 @@ class Context:
     workdir: Path
     server_state: Path  # the server's state directory, to check stored files directly
     size_mb: float
+    # Sizes of the daemon cases (run.py's --small-files, --large-mb, --scale-files, --tiny).
+    small_files: int = 1000
+    large_mb: float = 1000.0
+    scale_files: int = 100_000
+    tiny: bool = False
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def client(self, side: str) -> Any:

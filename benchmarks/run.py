@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark cat2sync's client against the upstream ``caterva2.Client`` on a real server.
+"""Benchmark cat2sync against the upstream ``caterva2`` client and agent on a real server.
 
     python benchmarks/run.py [--size-mb 200] [--cases NAME ...] [--repeat 2] [--tiny]
 
 Starts a local Caterva2 server in a temporary directory, generates its own test data,
-runs every selected case for both clients in the same run (each case checks its result;
-a wrong result fails the run), and prints a Markdown table with the best of
-``--repeat`` runs. See benchmarks/README.md.
+runs every selected case for cat2sync and the reference in the same run (each case
+checks its result; a wrong result fails the run), and prints a Markdown table with the
+best of ``--repeat`` runs and, where the project set one, the target. See
+benchmarks/README.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 import traceback
 from importlib import metadata
 from pathlib import Path
@@ -38,18 +40,29 @@ from cat2sync.errors import ServerStartError  # noqa: E402
 from cat2sync.server import LocalServer  # noqa: E402
 
 #: Modules that register cases with ``@case``; add new ones here.
-CASE_MODULES = ("client_throughput",)
+CASE_MODULES = ("client_throughput", "daemon_cases")
 ADMIN = ("bench-admin@example.com", "benchadmin1")
 USER = ("bench@example.com", "benchpass1")
 TINY_MB = 5.0
+TINY_SMALL_FILES = 50
+TINY_LARGE_MB = 20.0
+TINY_SCALE_FILES = 2000
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=float, default=200.0,
                         help="size of the test files in MB (default: 200)")
+    parser.add_argument("--small-files", type=int, default=1000, metavar="N",
+                        help="datasets in the many-small-files mirror cases (default: 1000)")
+    parser.add_argument("--large-mb", type=float, default=1000.0, metavar="N",
+                        help="size of the large mirrored datasets in MB (default: 1000)")
+    parser.add_argument("--scale-files", type=int, default=100_000, metavar="N",
+                        help="files in the watched tree of the scale case (default: 100000)")
     parser.add_argument("--tiny", action="store_true",
-                        help=f"smoke mode: {TINY_MB:g} MB files (overrides --size-mb)")
+                        help=f"smoke mode: {TINY_MB:g} MB files, {TINY_SMALL_FILES} small "
+                             f"datasets, {TINY_LARGE_MB:g} MB large ones, a "
+                             f"{TINY_SCALE_FILES}-file tree (overrides the size options)")
     parser.add_argument("--cases", nargs="+", metavar="NAME",
                         help="run only these cases (default: all; see --list)")
     parser.add_argument("--repeat", type=int, default=2,
@@ -62,8 +75,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         args.size_mb = TINY_MB
-    if args.repeat < 1 or args.size_mb <= 0:
-        parser.error("--repeat and --size-mb must be positive")
+        args.small_files = TINY_SMALL_FILES
+        args.large_mb = TINY_LARGE_MB
+        args.scale_files = TINY_SCALE_FILES
+    if min(args.repeat, args.size_mb, args.small_files, args.large_mb, args.scale_files) <= 0:
+        parser.error("--repeat and the size options must be positive")
     return args
 
 
@@ -82,28 +98,49 @@ def _machine() -> str:
     return f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs, {memory}"
 
 
-def _fmt(fig: Figure | None) -> str:
+def _fmt(fig: Figure | None, missing: str = "-") -> str:
     if fig is None:
-        return "-"
-    digits = 1 if abs(fig.value) >= 10 else 2
+        return missing
+    value = abs(fig.value)
+    counted = fig.unit in ("B", "req") and float(fig.value).is_integer()
+    digits = 0 if value >= 1000 or counted else 1 if value >= 10 else 2
     return f"{fig.value:.{digits}f} {fig.unit}"
 
 
-def _ratio(ref: Figure | None, ours: Figure | None) -> str:
+def _ratio_value(ref: Figure | None, ours: Figure | None) -> float | None:
     """cat2sync relative to the reference, as 'times better' (> 1: cat2sync wins)."""
     if ref is None or ours is None:
-        return "-"
+        return None
     num, den = (ours.value, ref.value) if ours.higher_is_better else (ref.value, ours.value)
     if den <= 0 or num <= 0:
-        return "-"
-    return f"{num / den:.2f}x"
+        return None
+    return num / den
+
+
+def _ratio(ref: Figure | None, ours: Figure | None) -> str:
+    value = _ratio_value(ref, ours)
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _target(ref: Figure | None, ours: Figure | None) -> tuple[str, bool | None]:
+    """The target cell ("≤ 1.1x: met") and whether it was met (None: no target)."""
+    if ours is None or ours.target is None:
+        return "", None
+    met = ours.target.met(ours, _ratio_value(ref, ours))
+    verdict = "?" if met is None else "met" if met else "**MISSED**"
+    return f"{ours.target.text}: {verdict}", met
+
+
+Best = dict[tuple[str, str], dict[str, Figure]]
 
 
 def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
-               ) -> tuple[dict[tuple[str, str], dict[str, Figure]], list[str]]:
-    """Run everything; return the best figure per (case, metric) and side, plus failures."""
-    best: dict[tuple[str, str], dict[str, Figure]] = {}
+               ) -> tuple[Best, list[str], set[tuple[str, str]]]:
+    """Run everything; return the best figure per (case, metric) and side, the
+    failures, and the (case, side) pairs that produced figures at least once."""
+    best: Best = {}
     failures: list[str] = []
+    ran: set[tuple[str, str]] = set()
     for name in names:
         bench = CASES[name]
         case_sides = [s for s in sides if s in bench.sides]
@@ -111,6 +148,7 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
             order = case_sides if run % 2 == 0 else case_sides[::-1]  # alternate who goes first
             for side in order:
                 label = f"{name} [{side}] run {run + 1}/{repeat}"
+                began = time.perf_counter()
                 try:
                     figures = bench.func(ctx, side)
                 except VerificationError as exc:
@@ -123,20 +161,35 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
                           flush=True)
                     continue
                 shown = ", ".join(f"{f.metric} {_fmt(f)}" for f in figures)
-                print(f"   {label}: {shown}", file=sys.stderr, flush=True)
+                print(f"   {label} ({time.perf_counter() - began:.0f} s): {shown}",
+                      file=sys.stderr, flush=True)
+                ran.add((name, side))
                 for fig in figures:
                     slot = best.setdefault((name, fig.metric), {})
                     if side not in slot or fig.better(slot[side]):
                         slot[side] = fig
-    return best, failures
+    return best, failures, ran
 
 
-def _table(best: dict[tuple[str, str], dict[str, Figure]]) -> str:
-    lines = ["| case | reference | cat2sync | ratio |", "|---|--:|--:|--:|"]
+def _table(best: Best, ran: set[tuple[str, str]]) -> tuple[str, list[str]]:
+    """The Markdown table, and the rows whose target was missed.
+
+    The reference column says ``n/a`` where the reference does not apply (a case that
+    only cat2sync runs, or a figure the reference has no counterpart for), and ``-``
+    where it should be but is not (it failed, or is not installed).
+    """
+    lines = ["| case | reference | cat2sync | ratio | target |", "|---|--:|--:|--:|---|"]
+    missed: list[str] = []
     for (name, metric), by_side in best.items():
         ref, ours = by_side.get("reference"), by_side.get("cat2sync")
-        lines.append(f"| {name}: {metric} | {_fmt(ref)} | {_fmt(ours)} | {_ratio(ref, ours)} |")
-    return "\n".join(lines)
+        applies = "reference" in CASES[name].sides and (
+            (name, "reference") not in ran or ref is not None)
+        target, met = _target(ref, ours)
+        if met is False:
+            missed.append(f"{name}: {metric}")
+        lines.append(f"| {name}: {metric} | {_fmt(ref, '-' if applies else 'n/a')} | "
+                     f"{_fmt(ours)} | {_ratio(ref, ours)} | {target} |")
+    return "\n".join(lines), missed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,27 +229,39 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.add_user(*USER)
             ctx = Context(url=server.url, user=USER, workdir=workdir,
-                          server_state=server.state_dir / "state", size_mb=args.size_mb)
-            best, failures = _run_cases(ctx, names, sides, args.repeat)
+                          server_state=server.state_dir / "state", size_mb=args.size_mb,
+                          small_files=args.small_files, large_mb=args.large_mb,
+                          scale_files=args.scale_files, tiny=args.tiny)
+            best, failures, ran = _run_cases(ctx, names, sides, args.repeat)
         finally:
             server.stop()
 
-    print(f"\ncat2sync benchmark, {started:%Y-%m-%d %H:%M %Z}: {args.size_mb:g} MB files, "
-          f"best of {args.repeat}\n{_machine()}; load average {load_before:.1f} before, "
+    finished = dt.datetime.now().astimezone()
+    table, missed = _table(best, ran)
+    print(f"\ncat2sync benchmark, {started:%Y-%m-%d %H:%M %Z} "
+          f"({(finished - started).total_seconds() / 60:.1f} min): {args.size_mb:g} MB files, "
+          f"{args.small_files} small datasets, {args.large_mb:g} MB large ones, "
+          f"{args.scale_files} files in the scale tree; best of {args.repeat}\n"
+          f"{_machine()}; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after\nPython {platform.python_version()}, "
-          f"caterva2 {_version('caterva2')}, blosc2 {_version('blosc2')}, "
-          f"httpx {_version('httpx')}")
+          f"cat2sync {_version('cat2sync')}, caterva2 {_version('caterva2')}, "
+          f"blosc2 {_version('blosc2')}, httpx {_version('httpx')}")
     print("ratio: cat2sync relative to the reference, > 1 means cat2sync is better\n")
-    print(_table(best))
+    print(table)
+    if missed:
+        print(f"\n{len(missed)} target(s) missed: {'; '.join(missed)}")
     if args.json:
         args.json.write_text(json.dumps({
             "date": started.isoformat(), "size_mb": args.size_mb, "repeat": args.repeat,
+            "small_files": args.small_files, "large_mb": args.large_mb,
+            "scale_files": args.scale_files, "machine": _machine(),
             "results": [
                 {"case": name, "metric": metric,
                  **{side: _as_dict(fig) for side, fig in by_side.items()}}
                 for (name, metric), by_side in best.items()
             ],
             "failures": failures,
+            "targets_missed": missed,
         }, indent=2))
     if failures:
         print("\nFAILED (these figures are missing from the table):", file=sys.stderr)
@@ -207,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _as_dict(fig: Figure) -> dict[str, Any]:
-    return {"value": fig.value, "unit": fig.unit, "higher_is_better": fig.higher_is_better}
+    out: dict[str, Any] = {"value": fig.value, "unit": fig.unit,
+                           "higher_is_better": fig.higher_is_better}
+    if fig.target is not None:
+        out["target"] = fig.target.text
+    return out
 
 
 if __name__ == "__main__":
