@@ -34,6 +34,7 @@ from cat2sync.testing import ALICE
 
 from .conftest import (
     CONVERGE,
+    STATS,
     FaultStats,
     array_file,
     can_mount_tmpfs,
@@ -156,7 +157,11 @@ def _check_broken_disk(run: Any, disk: Disk, manifest: Path, needle: str,
                message=f"two failed passes ({needle})", state=run.describe)
     for message in _failures(run, needle):
         assert "\n" not in message and "Traceback" not in message
-    assert compare_local(disk.mirror, kept).ok, compare_local(disk.mirror, kept).problems
+    intact = compare_local(disk.mirror, kept)
+    STATS.leak("partial file visible at a final name", sum(
+        "differ" in p or "does not open" in p for p in intact.problems))
+    assert intact.ok, intact.problems
+    STATS.leak("temporary left in the mirror", len(mirror_temporaries(disk.mirror)))
     assert mirror_temporaries(disk.mirror) == []
     report = status_json(manifest)["rules"]["m"]
     assert needle in (report["last_error"] or ""), report
