@@ -277,6 +277,11 @@ class Daemon:
         except NotReady as exc:
             return self._not_ready(rule, relpath, str(exc))
         except Exception as exc:  # server, network, local I/O, damaged data: retry later
+            if not engine.local_for(relpath).exists():
+                # Deleted while it was being sent: nothing to send, and the next pass
+                # decides about the remote copy.
+                self.state.done_pending(rule_name, relpath)
+                return None
             return self._failed(rule, relpath, exc)
         if event is None:
             return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Event", "EventKind", "EventSink", "human_bytes"]
+__all__ = ["Event", "EventKind", "EventSink", "human_bytes", "printable"]
 
 
 class EventKind(StrEnum):
@@ -34,16 +35,16 @@ class Event:
 
     def describe(self) -> str:
         """One human line."""
-        parts = [f"{self.kind.value}: {self.path}"]
+        parts = [f"{self.kind.value}: {printable(self.path)}"]
         if self.remote:
-            parts.append(f"-> {self.remote}" if self.kind != EventKind.DOWNLOADED
-                         else f"<- {self.remote}")
+            arrow = "->" if self.kind != EventKind.DOWNLOADED else "<-"
+            parts.append(f"{arrow} {printable(self.remote)}")
         if self.rows is not None:
             parts.append(f"({self.rows} rows)")
         if self.bytes:
             parts.append(f"[{human_bytes(self.bytes)}]")
         if self.message:
-            parts.append(f"— {self.message}")
+            parts.append(f"— {printable(self.message)}")
         return " ".join(parts)
 
 
@@ -58,3 +59,15 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc"  # newline, tab, escape, NUL, DEL...
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that one event stays one log line
+    and a file name cannot send escape sequences to a terminal."""
+    if not any(_is_control(ch) for ch in text):
+        return text
+    return "".join(repr(ch)[1:-1] if _is_control(ch) else ch for ch in text)

@@ -6,10 +6,10 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import blosc2
@@ -29,6 +29,23 @@ _SIDECAR_SUFFIXES = (".b2lock",)
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _STREAM_CHUNK = 1 << 20
 _FETCHABLE = frozenset({".b2nd", ".b2frame"})  # a whole fetch sends them as stored
+
+
+_T = TypeVar("_T")
+
+
+def _retried(remote: str, transfer: Callable[[], _T]) -> _T:
+    """Run a streamed transfer; a reset or stall mid-stream is retried once from the start."""
+    for attempt in range(2):
+        try:
+            return transfer()
+        except httpx.TimeoutException as exc:
+            if attempt:
+                raise Timeout(f"download stalled: {exc}", path=remote) from exc
+        except httpx.TransportError as exc:
+            if attempt:
+                raise TransportError(f"download interrupted: {exc}", path=remote) from exc
+    raise AssertionError("unreachable")
 
 
 def _credentials(auth: Any) -> Credentials | None:
@@ -282,47 +299,94 @@ class Client:
         """
         headers = {} if is_native(remote) else {"Accept-Encoding": "blosc2"}
         target = Path(dest)
-        for attempt in range(2):  # a reset mid-stream is retried once from the start
+        return _retried(remote, lambda: self._stream_download(remote, target, headers,
+                                                              durable))
+
+    def fetch_to(self, remote: str, dest: str | os.PathLike[str], *,
+                 durable: bool = False) -> tuple[int, str | None]:
+        """Stream a whole dataset (``.b2nd``, ``.b2frame``), as stored, into ``dest``
+        atomically; returns the bytes written and the server's ETag for them.
+
+        One request where ``stat`` + :meth:`download_to` take two: what a mirror wants
+        for a dataset it has never seen.
+        """
+        target = Path(dest)
+
+        def attempt() -> tuple[int, str | None]:
+            resp = self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
+                                   stream=True, work=True)
             try:
-                return self._stream_download(remote, target, headers, durable)
-            except httpx.TimeoutException as exc:
-                if attempt:
-                    raise Timeout(f"download stalled: {exc}", path=remote) from exc
-            except httpx.TransportError as exc:
-                if attempt:
-                    raise TransportError(f"download interrupted: {exc}", path=remote) from exc
-        raise AssertionError("unreachable")
+                with atomic_writer(target, durable=durable) as out:
+                    return self._copy_body(resp, out), resp.headers.get("etag")
+            finally:
+                resp.close()
+
+        return _retried(remote, attempt)
 
     def _stream_download(self, remote: str, dest: Path, headers: dict[str, str],
                          durable: bool) -> int:
         resp = self._open_download(remote, headers)
+        if resp is None:
+            return self._download_by_chunks(remote, dest, durable)
         try:
             if resp.headers.get("content-encoding") != "blosc2":
                 with atomic_writer(dest, durable=durable) as out:
                     return self._copy_body(resp, out)
-            with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None,
-                                             prefix=".cat2sync-") as tmp:
-                frame = Path(tmp) / "frame.b2"
+            with self._scratch_folder(dest) as tmp:
+                frame = tmp / "frame.b2"
                 with frame.open("wb") as raw:
                     self._copy_body(resp, raw)
-                with atomic_writer(dest, durable=durable) as out:
-                    unpack_frame(frame, out)
-                    return out.tell()
+                return self._write_unpacked(frame, dest, durable)
         finally:
             resp.close()
 
-    def _open_download(self, remote: str, headers: dict[str, str]) -> httpx.Response:
+    def _open_download(self, remote: str, headers: dict[str, str]) -> httpx.Response | None:
+        """The download response, or None when only :meth:`_download_by_chunks` can
+        get the file."""
         try:
             return self._t.request("GET", "/api/download/" + api_path(remote), path=remote,
                                    headers=headers, stream=True, work=True,
                                    retry_500=remote.isascii())
         except ServerError:
-            if remote.isascii() or PurePosixPath(remote).suffix not in _FETCHABLE:
+            if remote.isascii():
                 raise
         # The server fails (500) to put a non-Latin-1 name in its download headers; a
         # whole-dataset fetch sends the same stored bytes without that header.
+        if PurePosixPath(remote).suffix not in _FETCHABLE:
+            return None
         return self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
                                stream=True, work=True)
+
+    def _download_by_chunks(self, remote: str, dest: Path, durable: bool) -> int:
+        """A regular file the download endpoint cannot serve: rebuild its stored frame
+        from its compressed chunks (whose answers carry no file name), then decode it."""
+        info = self.get_info(remote)
+        typesize = int(info.get("cparams", {}).get("typesize", info.get("typesize", 1)))
+        with self._scratch_folder(dest) as tmp:
+            frame = tmp / "frame.b2"
+            schunk = blosc2.SChunk(chunksize=int(info["chunksize"]), urlpath=str(frame),
+                                   mode="w", cparams={"typesize": typesize})
+            for nchunk in range(int(info["nchunks"])):
+                schunk.insert_chunk(nchunk, self.get_chunk(remote, nchunk))
+            if schunk.nbytes != info.get("nbytes", schunk.nbytes):
+                raise BadRequest("the chunks add up to another size than the file's",
+                                 path=remote)
+            del schunk
+            return self._write_unpacked(frame, dest, durable)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _scratch_folder(dest: Path) -> Iterator[Path]:
+        """A private folder beside ``dest`` (same file system, removed afterwards)."""
+        with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None,
+                                         prefix=".cat2sync-") as tmp:
+            yield Path(tmp)
+
+    @staticmethod
+    def _write_unpacked(frame: Path, dest: Path, durable: bool) -> int:
+        with atomic_writer(dest, durable=durable) as out:
+            unpack_frame(frame, out)
+            return out.tell()
 
     @staticmethod
     def _copy_body(resp: httpx.Response, out: BinaryIO) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +12,24 @@ from typing import BinaryIO
 
 import blosc2
 
-__all__ = ["NATIVE_SUFFIXES", "atomic_writer", "is_native", "unpack_frame"]
+__all__ = ["NATIVE_SUFFIXES", "atomic_writer", "is_native", "is_partial", "unpack_frame"]
 
 #: Stored byte for byte by the server; anything else is compressed into ``<name>.b2``.
 NATIVE_SUFFIXES = frozenset({".b2nd", ".b2frame", ".b2", ".b2z", ".h5", ".hdf5"})
 _DECODE_STEP = 8 * 2**20  # bytes decoded at a time: keeps memory flat for one-chunk frames
 
 
+#: The names :func:`atomic_writer` gives its temporaries (``tempfile`` adds 8 characters).
+_PARTIAL = re.compile(r"\..+\.[a-z0-9_]{8}\.part", re.DOTALL)
+
+
 def is_native(name: str) -> bool:
     return Path(name).suffix.lower() in NATIVE_SUFFIXES
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is a temporary of :func:`atomic_writer` (left by a crash)."""
+    return _PARTIAL.fullmatch(name) is not None
 
 
 @contextlib.contextmanager

@@ -65,11 +65,12 @@ def scan(root: Path, matcher: Callable[[str], bool], *, follow_symlinks: bool = 
     """Yield ``(relpath, stat)`` for every matching regular file below ``root``.
 
     Symlinks are skipped unless ``follow_symlinks``; even then, a link that leads
-    outside ``root`` is followed only into files, never into folders (no loops).
+    outside ``root`` is followed only into files, never into folders, and a link back
+    to a folder on its own path (a loop) is not followed at all.
     """
-    stack = [(root, "")]
+    stack = [(root, "", _folder_ids(root))]
     while stack:
-        folder, prefix = stack.pop()
+        folder, prefix, above = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -80,10 +81,22 @@ def scan(root: Path, matcher: Callable[[str], bool], *, follow_symlinks: bool = 
                 if entry.is_symlink() and not follow_symlinks:
                     continue
                 if entry.is_dir(follow_symlinks=follow_symlinks):
-                    if not entry.is_symlink() or is_inside(Path(entry.path), root):
-                        stack.append((Path(entry.path), rel + "/"))
+                    if entry.is_symlink() and not is_inside(Path(entry.path), root):
+                        continue
+                    here = entry.stat(follow_symlinks=follow_symlinks)
+                    if (here.st_dev, here.st_ino) not in above:
+                        stack.append((Path(entry.path), rel + "/",
+                                      above | {(here.st_dev, here.st_ino)}))
                     continue
                 if entry.is_file(follow_symlinks=follow_symlinks) and matcher(rel):
                     yield rel, entry.stat(follow_symlinks=follow_symlinks)
             except OSError:
                 continue
+
+
+def _folder_ids(folder: Path) -> frozenset[tuple[int, int]]:
+    try:
+        st = folder.stat()
+    except OSError:
+        return frozenset()
+    return frozenset({(st.st_dev, st.st_ino)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -24,8 +25,8 @@ from typing import Any, Literal
 import blosc2
 import numpy as np
 
-from ..client import Client
-from ..errors import Cat2Error, NotFound
+from ..client import Client, is_partial
+from ..errors import BadRequest, Cat2Error, NotFound, ServerError
 from ..events import Event, EventKind, EventSink
 from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 # Stored and served byte for byte; anything else travels as the server's compressed
 # frame and arrives decompressed (caterva2-rest.md §2).
 _STORED_AS_IS = frozenset({".b2nd", ".b2frame", ".b2", ".b2z", ".h5", ".hdf5"})
+# A whole fetch of these sends the stored file with its ETag (caterva2-rest.md §6.3).
+_FETCHED_WHOLE = frozenset({".b2nd", ".b2frame"})
 
 
 @dataclass(slots=True)
@@ -87,6 +90,17 @@ def _chunks_per_row(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
     return math.prod(-(-size // chunk) for size, chunk in zip(shape[1:], chunks[1:], strict=True))
 
 
+def _local_layout(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
+    """``(shape, nchunks)`` of a mirrored dataset, read from the local copy."""
+    try:
+        obj = blosc2.open(str(path), mode="r")
+    except Exception:  # blosc2 raises plain RuntimeError/ValueError on damage
+        return None, None
+    if isinstance(obj, blosc2.NDArray):
+        return tuple(obj.shape), obj.schunk.nchunks
+    return None, getattr(obj, "nchunks", None)
+
+
 def _is_nfc(name: str) -> bool:
     return unicodedata.is_normalized("NFC", name)
 
@@ -107,6 +121,7 @@ class MirrorEngine:
         self.plugins = plugins
         self.matcher = Matcher(rule.include, rule.exclude)
         self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "download")
+        self._swept = False  # temporaries a killed run left are removed at the first pass
 
     def remote_for(self, name: str) -> str:
         return f"{self.rule.remote}/{name}"
@@ -117,6 +132,9 @@ class MirrorEngine:
         """List, compare, download what changed, then apply deletions."""
         result = PassResult()
         self.rule.local.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self._sweep_temporaries()
+            self._swept = True
         listing = self.client.get_list(self.rule.remote)
         names = self._safe_names(listing, result)
         result.listed = len(names)
@@ -127,6 +145,20 @@ class MirrorEngine:
         # Everything listed still exists remotely, even what was skipped this time.
         self._delete_vanished(set(listing), result)
         return result
+
+    def _sweep_temporaries(self) -> None:
+        """Remove the partial downloads a killed daemon left in the mirror folder; no
+        download of this rule runs yet, so every temporary found is a leftover."""
+        for folder, dirs, files in os.walk(self.rule.local):  # does not follow symlinks
+            for name in [d for d in dirs if d.startswith(TEMP_PREFIX)]:
+                shutil.rmtree(Path(folder, name), ignore_errors=True)
+                dirs.remove(name)
+            for name in files:
+                if name.startswith(TEMP_PREFIX) or is_partial(name):
+                    with contextlib.suppress(OSError):
+                        Path(folder, name).unlink()
+                    log.info("%s: removed %s, left by an interrupted download",
+                             self.rule.name, Path(folder, name))
 
     def _tally(self, outcome: _Outcome, result: PassResult) -> None:
         if outcome.tally is not None:
@@ -175,6 +207,10 @@ class MirrorEngine:
     def _sync_one(self, name: str, target: Path) -> _Outcome:
         remote = self.remote_for(name)
         try:
+            if self._never_mirrored(name):
+                fetched = self._fetch_new(name, target)
+                if fetched is not None:
+                    return fetched
             info, etag = self.client.stat(remote)
             return self._bring(_Remote(name, target, info, etag))
         except NotFound:
@@ -186,6 +222,26 @@ class MirrorEngine:
                 message = f"{exc.__class__.__name__}: {message}"
             return _Outcome("failed", Event(kind=EventKind.FAILED, rule=self.rule.name,
                                             path=name, remote=remote, message=message))
+
+    def _never_mirrored(self, name: str) -> bool:
+        return (self.chain is None and PurePosixPath(name).suffix.lower() in _FETCHED_WHOLE
+                and self.state.get_mirrored(self.rule.name, name) is None)
+
+    def _fetch_new(self, name: str, target: Path) -> _Outcome | None:
+        """A dataset seen for the first time, in one request (its ETag comes with it);
+        None when the server cannot serve it that way (``stat`` then says why)."""
+        remote = self.remote_for(name)
+        started = time.monotonic()
+        try:
+            written, etag = self.client.fetch_to(remote, target, durable=True)
+        except (ServerError, BadRequest):
+            return None
+        shape, nchunks = _local_layout(target)
+        self._record(name, target, etag=etag, mtime=None, shape=shape, nchunks=nchunks)
+        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name,
+                      path=target.relative_to(self.rule.local).as_posix(), remote=remote,
+                      bytes=written, seconds=time.monotonic() - started)
+        return _Outcome("downloaded", event, remote)
 
     def _bring(self, entry: _Remote) -> _Outcome:
         remote = self.remote_for(entry.name)
@@ -203,7 +259,10 @@ class MirrorEngine:
         rows, nbytes = self._extend(entry, rec) if self.chain is None else (None, 0)
         if rows is None:
             nbytes += self._download(entry)
-        self._record(entry)
+        shape = entry.info.get("shape")
+        self._record(entry.name, entry.target, etag=entry.etag, mtime=entry.info.get("mtime"),
+                     shape=tuple(shape) if shape else None,
+                     nchunks=_schunk_info(entry.info).get("nchunks"))
         # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
         event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name, path=self._local_rel(entry),
                       remote=remote, rows=rows, bytes=nbytes,
@@ -245,14 +304,12 @@ class MirrorEngine:
             return False
         return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
 
-    def _record(self, entry: _Remote) -> None:
-        st = entry.target.stat()
-        shape = entry.info.get("shape")
+    def _record(self, name: str, target: Path, *, etag: str | None, mtime: str | None,
+                shape: tuple[int, ...] | None, nchunks: int | None) -> None:
+        st = target.stat()
         self.state.put_mirrored(Mirrored(
-            rule=self.rule.name, remote_rel=entry.name, etag=entry.etag,
-            mtime=entry.info.get("mtime"), shape=tuple(shape) if shape else None,
-            nchunks=_schunk_info(entry.info).get("nchunks"), size=st.st_size,
-            mtime_ns=st.st_mtime_ns))
+            rule=self.rule.name, remote_rel=name, etag=etag, mtime=mtime, shape=shape,
+            nchunks=nchunks, size=st.st_size, mtime_ns=st.st_mtime_ns))
 
     # -- incremental growth ----------------------------------------------------
 

@@ -81,6 +81,9 @@ class UploadEngine:
         self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "upload")
         # Moves and removals are decided against a consistent view of the records.
         self._structure = threading.Lock()
+        self._refused: set[str] = set()  # names already reported as unsendable
+        self._in_flight: set[int] = set()  # journal entries of uploads under way
+        self._books = threading.Lock()  # guards the two sets above
 
     # -- paths -----------------------------------------------------------------
 
@@ -95,7 +98,23 @@ class UploadEngine:
 
     def wants(self, relpath: str) -> bool:
         """The rule's globs accept ``relpath`` and no plugin's ``cat2sync_ignore`` skips it."""
-        return self.matcher(relpath) and not self.plugins.ignore(self.rule, relpath)
+        if not self.matcher(relpath) or self.plugins.ignore(self.rule, relpath):
+            return False
+        if "\n" in relpath:
+            self._refuse_name(relpath)
+            return False
+        return True
+
+    def _refuse_name(self, relpath: str) -> None:
+        """Caterva2 cannot store a name with a newline (its routes do not match one):
+        say so once, not at every pass."""
+        with self._books:
+            if relpath in self._refused:
+                return
+            self._refused.add(relpath)
+        self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=relpath,
+                        message="the name holds a newline, which Caterva2 cannot store: "
+                                "not sent"))
 
     def relpath_of(self, path: Path) -> str | None:
         """``path`` relative to the rule folder, or None when it is outside it."""
@@ -223,7 +242,9 @@ class UploadEngine:
         if final.suffix:
             # Upload beside the target, then move: the server writes uploads in place.
             tmp = str(final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
-            entry = self.state.journal_begin(self.rule.name, relpath, "upload", tmp)
+            with self._books:
+                entry = self.state.journal_begin(self.rule.name, relpath, "upload", tmp)
+                self._in_flight.add(entry)
             try:
                 self.client.upload(source or path, tmp)
                 self._check_unchanged(path, st)
@@ -232,6 +253,9 @@ class UploadEngine:
                 # Readers list the folder: a temporary must not wait for the next start.
                 self._drop_temporary(entry, tmp)
                 raise
+            finally:
+                with self._books:
+                    self._in_flight.discard(entry)
         else:
             # A name without suffix is a folder to the server's move: upload in place.
             entry = None
@@ -346,6 +370,7 @@ class UploadEngine:
             self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
                             remote=self.rule.remote, message=result.refused))
             return result
+        self.drop_leftovers()
         local = dict(scan(self.rule.local, self.wants,
                           follow_symlinks=self.rule.follow_symlinks))
         records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
@@ -400,15 +425,24 @@ class UploadEngine:
             pass  # never created, or already moved into place
         except Cat2Error as exc:
             log.warning("%s: cannot remove leftover %s: %s", self.rule.name, tmp, exc)
-            return  # the journal keeps it for the next start
+            return  # the journal keeps it for the next pass
         self.state.journal_done(entry)
 
+    def drop_leftovers(self) -> None:
+        """Remove the temporary remote files of uploads that failed and could not clean
+        up after themselves (the server was away); uploads under way keep theirs."""
+        with self._books:
+            leftovers = [e for e in self.state.journal(self.rule.name)
+                         if e.op == "upload" and e.id not in self._in_flight]
+        for entry in leftovers:
+            self._drop_temporary(entry.id, entry.remote)
+
     def cleanup_journal(self) -> None:
-        """Remove temporary remote files left by an upload that was interrupted."""
+        """At start: remove temporaries of interrupted uploads, forget finished appends
+        (an append's cursor is the remote shape, not the journal)."""
+        self.drop_leftovers()
         for entry in self.state.journal(self.rule.name):
-            if entry.op == "upload":
-                self._drop_temporary(entry.id, entry.remote)
-            else:
+            if entry.op != "upload":
                 self.state.journal_done(entry.id)
 
 

@@ -291,3 +291,16 @@ def test_download_of_a_dataset_with_a_non_latin1_name(alice: Client, remote_dir:
     alice.upload(local, remote)
     dest = alice.download(remote, tmp_path / "out.b2nd")
     assert dest.read_bytes() == local.read_bytes()
+
+
+def test_download_of_a_regular_file_with_a_non_latin1_name(alice: Client, remote_dir: str,
+                                                           tmp_path: Path) -> None:
+    # No fetch for regular files: the client rebuilds the stored frame from its chunks.
+    body = bytes(range(256)) * 40_000 + "Fe₂O₃".encode()  # several MB, ends mid-block
+    local = tmp_path / "src.bin"
+    local.write_bytes(body)
+    remote = f"{remote_dir}/試料 ✓.bin"
+    alice.upload(local, remote)
+    dest = alice.download(remote, tmp_path / "out.bin")
+    assert dest.read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "src.bin"]

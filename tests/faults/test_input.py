@@ -266,9 +266,6 @@ def test_broken_and_odd_local_files(tmp_path: Path, server: LocalServer, client:
     assert tally.ok, tally.problems
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a local name with a newline is logged raw (one "
-                   "event spans several lines) and, as Caterva2 cannot store it (404), it fails "
-                   "on every retry instead of being refused once (UploadEngine / Event.describe)")
 def test_name_with_a_newline_is_one_line(tmp_path: Path, server: LocalServer, client: Client,
                                          remote_dir: str, data_dir: Path,
                                          fault_stats: FaultStats) -> None:
@@ -284,9 +281,6 @@ def test_name_with_a_newline_is_one_line(tmp_path: Path, server: LocalServer, cl
     assert "new\\nline.json" in output  # named, escaped
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a regular file whose name is not Latin-1 is never "
-                   "mirrored: the server answers 500 to its download and Client.download_to "
-                   "falls back (to /api/fetch) only for datasets; /api/chunk would serve it")
 def test_regular_file_with_a_non_latin1_name_is_mirrored(
         tmp_path: Path, server: LocalServer, client: Client, remote_dir: str, data_dir: Path,
         fault_stats: FaultStats) -> None:
@@ -353,9 +347,6 @@ def test_files_that_vanish_before_upload_in_the_daemon(tmp_path: Path, server: L
     assert tally.ok, tally.problems
 
 
-@pytest.mark.xfail(strict=True, reason="bug: in `cat2sync once` a file that vanished between "
-                   "listing and upload counts as a failure and stays in the pending queue for "
-                   "ever (Daemon._handle_file)")
 def test_files_that_vanish_before_upload_in_once(tmp_path: Path, server: LocalServer,
                                                  client: Client, remote_dir: str,
                                                  data_dir: Path, vanishing: set[str],

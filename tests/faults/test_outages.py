@@ -272,8 +272,6 @@ def test_lost_responses_duplicate_nothing(tmp_path: Path, proxy: FaultProxy, cli
             site.converge(client, run, fault_stats, f"after a lost {step} answer")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a remote temporary whose clean-up failed stays on "
-                   "the server until the daemon restarts (UploadEngine._upload_whole)")
 def test_temporary_whose_cleanup_failed_goes_without_a_restart(
         tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str,
         fault_stats: FaultStats) -> None:

@@ -386,9 +386,6 @@ def test_symlinks_leaving_the_tree(tmp_path: Path, server: LocalServer, client: 
     assert tally.ok, tally.problems
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with follow_symlinks = true a symlink loop inside "
-                   "the tree is followed about 40 levels deep and every file is uploaded again "
-                   "at each level (engine.localtree.scan keeps no set of visited folders)")
 def test_symlink_loop_inside_the_tree(tmp_path: Path, server: LocalServer, client: Client,
                                       remote_dir: str, data_dir: Path,
                                       fault_stats: FaultStats) -> None:

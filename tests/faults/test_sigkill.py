@@ -462,9 +462,6 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
         assert "Traceback" not in text and "unexpected error" not in text, text[-4000:]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a download interrupted by SIGKILL leaves its "
-                   "temporary (.<name>.*.part or .cat2sync-*) in the mirror folder for ever; "
-                   "nothing removes it (MirrorEngine)")
 def test_sigkill_mid_download_leaves_no_temporary(tmp_path: Path, server: LocalServer,
                                                   client: Client, remote_dir: str,
                                                   fault_stats: FaultStats) -> None:
