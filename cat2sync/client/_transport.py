@@ -7,6 +7,7 @@ Everything that turns an httpx exception or an HTTP error status into a
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -172,6 +173,13 @@ def error_for(response: httpx.Response, path: str | None) -> RemoteError:
     return BadRequest(detail, path=path, status=status)
 
 
+def _tls_context(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a CA bundle path becomes a context trusting that bundle."""
+    if isinstance(verify, bool):
+        return verify
+    return ssl.create_default_context(cafile=verify)
+
+
 class Transport:
     """One pooled httpx client plus the policies the Caterva2 server needs.
 
@@ -215,7 +223,8 @@ class Transport:
         # Idle connections are dropped before the server's 5 s keep-alive timeout: a request
         # sent on a connection the server is closing fails, and a write cannot be retried.
         inner = self._injected or httpx.HTTPTransport(
-            verify=self._verify, limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_EXPIRY))
+            verify=_tls_context(self._verify),
+            limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_EXPIRY))
         return httpx.Client(
             base_url=self.urlbase,
             transport=_CountingTransport(inner, self.stats),

@@ -58,12 +58,6 @@ pytestmark = pytest.mark.faults
 
 KINDS = ("upload", "append", "download", "state write")
 COLS = 50
-#: Mirror temporaries a killed daemon leaves behind are a known bug (see
-#: test_sigkill_mid_download_leaves_no_temporary): counted as leaked, not failed on here.
-#: Set to False once the mirror removes them.
-TOLERATE_MIRROR_LEFTOVERS = True
-
-
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -370,8 +364,7 @@ def _compare(client: Client, instruments: Instruments, r_up: str, mirror_src: Pa
         return tally  # not converged yet: the rest would only cost time
     tally = tally.merge(compare_remote(client, instruments.r_src, instruments.truth))
     for folder, expected in ((mirror_src, instruments.truth), (mirror_up, source)):
-        tally = tally.merge(compare_local(folder, expected,
-                                          ignore_temporaries=TOLERATE_MIRROR_LEFTOVERS))
+        tally = tally.merge(compare_local(folder, expected))
     return tally
 
 
@@ -406,7 +399,6 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
         proc = DaemonProcess(manifest, tmp_path / "daemon.log").start()
         watchdog.start()
         log: list[str] = []
-        known_leftovers: set[str] = set()
         try:
             proc.wait_ready()
             for trial in range(TRIALS):
@@ -440,11 +432,9 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
                 _converge(client, instruments, r_up, mirror_src, mirror_up, fault_stats,
                           f"after trial {trial} ({kind})")
                 log[-1] += f"; converged {time.monotonic() - killed:.1f} s after the kill"
-                left = set(mirror_temporaries(mirror_src, mirror_up))
-                fault_stats.leak("mirror temporaries left by a killed daemon (known bug)",
-                                 len(left - known_leftovers))
-                known_leftovers |= left
-                assert not left or TOLERATE_MIRROR_LEFTOVERS, left
+                left = mirror_temporaries(mirror_src, mirror_up)
+                fault_stats.leak("temporary left in the mirror", len(left))
+                assert not left, left
         except BaseException:
             print("\n".join(log))
             print(f"--- daemon log (tail) ---\n{proc.text()[-6000:]}")
