@@ -341,21 +341,25 @@ class Client:
             resp.close()
 
     def _open_download(self, remote: str, headers: dict[str, str]) -> httpx.Response | None:
-        """The download response, or None when only :meth:`_download_by_chunks` can
-        get the file."""
+        """The response that streams ``remote``'s bytes, or None when only
+        :meth:`_download_by_chunks` can get the file."""
+        if PurePosixPath(remote).suffix in _FETCHABLE:
+            # A whole fetch sends the stored file straight from disk (the download
+            # endpoint reads it into the server's memory first): same bytes, faster.
+            try:
+                return self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
+                                       stream=True, work=True, retry_500=False)
+            except ServerError:
+                pass  # the server cannot open it as Blosc2; its download still sends it
         try:
             return self._t.request("GET", "/api/download/" + api_path(remote), path=remote,
                                    headers=headers, stream=True, work=True,
                                    retry_500=remote.isascii())
         except ServerError:
-            if remote.isascii():
+            if remote.isascii() or PurePosixPath(remote).suffix in _FETCHABLE:
                 raise
-        # The server fails (500) to put a non-Latin-1 name in its download headers; a
-        # whole-dataset fetch sends the same stored bytes without that header.
-        if PurePosixPath(remote).suffix not in _FETCHABLE:
-            return None
-        return self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
-                               stream=True, work=True)
+        # The server fails (500) to put a non-Latin-1 name in its download headers.
+        return None
 
     def _download_by_chunks(self, remote: str, dest: Path, durable: bool) -> int:
         """A regular file the download endpoint cannot serve: rebuild its stored frame

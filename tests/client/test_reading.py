@@ -251,7 +251,8 @@ class _BreakDownloads(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._real.handle_request(request)
-        if request.url.path.startswith("/api/download/"):
+        # Datasets stream from /api/fetch, regular files from /api/download.
+        if request.url.path.startswith(("/api/download/", "/api/fetch/")):
             self.broken += 1
             response.stream = _BrokenBody(response.stream)  # type: ignore[arg-type]
         return response
