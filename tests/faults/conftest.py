@@ -75,6 +75,7 @@ class FaultStats:
     faults: Counter[str] = field(default_factory=Counter)
     files_compared: int = 0
     rows_compared: int = 0
+    versions_watched: int = 0  # file versions the SIGKILL watchdog read at final names
     lost: int = 0
     duplicated: int = 0
     leaked: Counter[str] = field(default_factory=Counter)
@@ -102,6 +103,8 @@ class FaultStats:
         rows += [(f"fault injected: {kind}", str(n)) for kind, n in sorted(self.faults.items())]
         rows += [("files compared", str(self.files_compared)),
                  ("rows compared", str(self.rows_compared)),
+                 ("file versions read at a final name during the trials",
+                  str(self.versions_watched)),
                  ("rows lost", str(self.lost)),
                  ("rows duplicated", str(self.duplicated)),
                  ("leaked (total)", str(sum(self.leaked.values())))]
@@ -587,9 +590,14 @@ def is_temporary(relpath: str) -> bool:
 
 def local_files(folder: Path) -> dict[str, Path]:
     """Regular files below ``folder`` by relative POSIX path (temporaries included)."""
-    if not folder.is_dir():
-        return {}
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    found: dict[str, Path] = {}
+    # os.walk, not rglob: a temporary folder removed while it is listed is skipped.
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = Path(parent, name)
+            if path.is_file():
+                found[path.relative_to(folder).as_posix()] = path
+    return found
 
 
 def _rows_tally(name: str, ours: np.ndarray, theirs: np.ndarray) -> Tally:

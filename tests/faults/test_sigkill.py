@@ -253,7 +253,7 @@ class Watchdog(threading.Thread):
                         self._check(path, rel, versions, stored=False)
             root = self.stored()
             if root is not None and root.is_dir():
-                for path in list(root.rglob("*.b2")):
+                for path in [p for rel, p in local_files(root).items() if rel.endswith(".b2")]:
                     rel = path.relative_to(root).as_posix()
                     if not is_temporary(rel):
                         self._check(path, rel, self.stored_versions, stored=True)
@@ -440,10 +440,13 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
             print(f"--- daemon log (tail) ---\n{proc.text()[-6000:]}")
             raise
         finally:
+            watched_to_the_end = watchdog.is_alive()
             stopped = proc.stop()
             watchdog.stop()
+        assert watched_to_the_end, "the watchdog died (see the thread's exception above)"
         assert stopped == 0  # SIGTERM after all that: a clean stop
         fault_stats.leak("partial file visible at a final name", len(watchdog.violations))
+        fault_stats.versions_watched += watchdog.checked
         print("\n".join(log))
         print(f"watchdog checked {watchdog.checked} file versions")
         assert watchdog.violations == []
