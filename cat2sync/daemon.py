@@ -60,6 +60,13 @@ def _notify_systemd(state: str) -> None:
         sock.sendto(state.encode(), address)
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None  # gone again: a pass decides
+
+
 def _file_signature(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -387,7 +394,9 @@ class Daemon:
                     self.scheduler.later(f"vanished:{engine.rule.name}", _DELETION_DEBOUNCE,
                                          partial(self.reconcile, engine.rule.name))
                 elif engine.wants(relpath) and path.is_file():
-                    self._queue_file(engine.rule, relpath, time.time())
+                    mtime = _mtime(path)
+                    if mtime is not None:  # due at the last write + settle, not at our
+                        self._queue_file(engine.rule, relpath, mtime)  # hearing of it
 
     def _on_watch_failure(self, reason: str) -> None:
         for name in self.uploads:
