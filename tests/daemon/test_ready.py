@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from watchfiles import Change
 
 from cat2sync import Client
 from cat2sync.daemon import Daemon
@@ -144,3 +146,21 @@ def test_file_changed_during_upload_is_sent_again_without_leftovers(
     assert remote_bytes(client, f"{remote_dir}/log.json") == (data_dir / "log.json").read_bytes()
     assert np.array_equal(client.fetch(f"{remote_dir}/frames.b2nd"),
                           local_array(data_dir / "frames.b2nd"))
+
+
+def test_a_change_is_due_at_its_last_write_plus_settle(make_manifest: MakeManifest,
+                                                       data_dir: Path) -> None:
+    """The settle time counts from the file's last write, not from when its event
+    arrived: a file moved in whole (its old mtime kept) is due at once."""
+    old, new = data_dir / "old.json", data_dir / "new.json"
+    old.write_text("{}")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    new.write_text("{}")
+    daemon = Daemon(make_manifest(settle="30s"))
+    try:
+        daemon._on_changes({(Change.added, str(old)), (Change.added, str(new))})
+        due = dict(daemon.queue._due)
+    finally:
+        daemon.close()
+    assert due[("up", "old.json")] <= time.time()
+    assert due[("up", "new.json")] == pytest.approx(new.stat().st_mtime + 30, abs=1e-3)
