@@ -207,12 +207,13 @@ class MirrorEngine:
     def _sync_one(self, name: str, target: Path) -> _Outcome:
         remote = self.remote_for(name)
         try:
-            if self._never_mirrored(name):
+            rec = self.state.get_mirrored(self.rule.name, name)
+            if rec is None and self._fetched_whole(name):
                 fetched = self._fetch_new(name, target)
                 if fetched is not None:
                     return fetched
             info, etag = self.client.stat(remote)
-            return self._bring(_Remote(name, target, info, etag))
+            return self._bring(_Remote(name, target, info, etag), rec)
         except NotFound:
             return _Outcome(None)  # removed between the listing and now
         except Exception as exc:  # server, network, local I/O, damaged data: next pass
@@ -223,9 +224,9 @@ class MirrorEngine:
             return _Outcome("failed", Event(kind=EventKind.FAILED, rule=self.rule.name,
                                             path=name, remote=remote, message=message))
 
-    def _never_mirrored(self, name: str) -> bool:
-        return (self.chain is None and PurePosixPath(name).suffix.lower() in _FETCHED_WHOLE
-                and self.state.get_mirrored(self.rule.name, name) is None)
+    def _fetched_whole(self, name: str) -> bool:
+        """Whether a first copy of ``name`` can be the server's stored file as fetched."""
+        return self.chain is None and PurePosixPath(name).suffix.lower() in _FETCHED_WHOLE
 
     def _fetch_new(self, name: str, target: Path) -> _Outcome | None:
         """A dataset seen for the first time, in one request (its ETag comes with it);
@@ -239,19 +240,18 @@ class MirrorEngine:
         shape, nchunks = _local_layout(target)
         self._record(name, target, etag=etag, mtime=None, shape=shape, nchunks=nchunks)
         event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name,
-                      path=target.relative_to(self.rule.local).as_posix(), remote=remote,
+                      path=self._local_rel(target), remote=remote,
                       bytes=written, seconds=time.monotonic() - started)
         return _Outcome("downloaded", event, remote)
 
-    def _bring(self, entry: _Remote) -> _Outcome:
+    def _bring(self, entry: _Remote, rec: Mirrored | None) -> _Outcome:
         remote = self.remote_for(entry.name)
-        rec = self.state.get_mirrored(self.rule.name, entry.name)
         if (rec is not None and entry.etag is not None and rec.etag == entry.etag
                 and self._local_intact(entry.target, rec)):
             return _Outcome("unchanged")
         if "error" in entry.info:  # the server cannot read it, nor serve it (500)
             return _Outcome("skipped", Event(
-                kind=EventKind.SKIPPED, rule=self.rule.name, path=self._local_rel(entry),
+                kind=EventKind.SKIPPED, rule=self.rule.name, path=self._local_rel(entry.target),
                 remote=remote,
                 message=f"the server cannot read it ({entry.info['error']}): not mirrored"))
         started = time.monotonic()
@@ -264,14 +264,14 @@ class MirrorEngine:
                      shape=tuple(shape) if shape else None,
                      nchunks=_schunk_info(entry.info).get("nchunks"))
         # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
-        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name, path=self._local_rel(entry),
-                      remote=remote, rows=rows, bytes=nbytes,
+        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name,
+                      path=self._local_rel(entry.target), remote=remote, rows=rows, bytes=nbytes,
                       seconds=time.monotonic() - started,
                       message="new rows only" if rows is not None else None)
         return _Outcome("downloaded" if rows is None else "extended", event, remote)
 
-    def _local_rel(self, entry: _Remote) -> str:
-        return entry.target.relative_to(self.rule.local).as_posix()  # the name, in NFC
+    def _local_rel(self, target: Path) -> str:
+        return target.relative_to(self.rule.local).as_posix()  # the name, in NFC
 
     def _download(self, entry: _Remote) -> int:
         """Download ``entry`` whole (atomically); returns the bytes it cost."""

@@ -646,9 +646,7 @@ def compare_remote(client: Client, remote: str, source: Mapping[str, Path | byte
     if missing or extra:
         tally.problems.append(f"remote listing: missing {sorted(missing)}, extra {sorted(extra)}")
     for name in sorted(set(source) & listed):
-        want = source[name]
-        if isinstance(want, Path):
-            want = local_array(want) if want.suffix in ARRAYS else want.read_bytes()
+        want = _expected(source[name])
         if isinstance(want, np.ndarray):
             tally = tally.merge(_rows_tally(name, want, client.fetch(f"{remote}/{name}")))
         else:
@@ -657,6 +655,13 @@ def compare_remote(client: Client, remote: str, source: Mapping[str, Path | byte
             if got != want:
                 tally.problems.append(f"{name}: remote bytes differ ({len(got)} vs {len(want)})")
     return tally
+
+
+def _expected(want: Path | bytes | np.ndarray) -> bytes | np.ndarray:
+    """A source entry as content: a source file is read (arrays as their rows)."""
+    if isinstance(want, Path):
+        return local_array(want) if want.suffix in ARRAYS else want.read_bytes()
+    return want
 
 
 def compare_local(folder: Path, source: Mapping[str, Path | bytes | np.ndarray],
@@ -672,9 +677,7 @@ def compare_local(folder: Path, source: Mapping[str, Path | bytes | np.ndarray],
     if missing or extra:
         tally.problems.append(f"{folder.name}: missing {sorted(missing)}, extra {sorted(extra)}")
     for name in sorted(set(source) & names):
-        want = source[name]
-        if isinstance(want, Path):
-            want = local_array(want) if want.suffix in ARRAYS else want.read_bytes()
+        want = _expected(source[name])
         if isinstance(want, np.ndarray):
             try:
                 got = local_array(found[name])
