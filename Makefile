@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PLUGINS = $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-profile clean
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: lint
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet 'caterva2[clients]>=2026.9.2,<2027'
 	$(BIN)/python benchmarks/run.py
+
+# Where the server's CPU goes in the server-bound cases (py-spy; stacks in bench-profile/).
+bench-profile: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet 'caterva2[clients]>=2026.9.2,<2027' py-spy
+	$(BIN)/python benchmarks/run.py --repeat 1 --profile-server bench-profile \
+	  --cases mirror-small-cold mirror-small-resync server-floor
 
 clean:
 	rm -rf $(VENV)

@@ -35,12 +35,13 @@ except ImportError:  # running from a source checkout
     sys.path.insert(1, str(HERE.parent))
 
 from _common import CASES, SIDES, Context, Figure, VerificationError, have_reference  # noqa: E402
+from _profile import format_breakdown, have_py_spy, server_profile  # noqa: E402
 
 from cat2sync.errors import ServerStartError  # noqa: E402
 from cat2sync.server import LocalServer  # noqa: E402
 
 #: Modules that register cases with ``@case``; add new ones here.
-CASE_MODULES = ("client_throughput", "daemon_cases")
+CASE_MODULES = ("client_throughput", "daemon_cases", "server_cases")
 ADMIN = ("bench-admin@example.com", "benchadmin1")
 USER = ("bench@example.com", "benchpass1")
 TINY_MB = 5.0
@@ -72,7 +73,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="also write the results as JSON to FILE")
     parser.add_argument("--workdir", type=Path,
                         help="where to put the server and the data (default: a temp dir)")
+    parser.add_argument("--profile-server", type=Path, metavar="DIR",
+                        help="sample the server with py-spy during every run; write the "
+                             "stacks to DIR and print where its CPU went")
     args = parser.parse_args(argv)
+    if args.profile_server and not have_py_spy():
+        parser.error("--profile-server needs py-spy on PATH (pip install py-spy)")
     if args.tiny:
         args.size_mb = TINY_MB
         args.small_files = TINY_SMALL_FILES
@@ -135,9 +141,13 @@ Best = dict[tuple[str, str], dict[str, Figure]]
 
 
 def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
+               profile: Path | None = None, server_pid: int | None = None,
                ) -> tuple[Best, list[str], set[tuple[str, str]]]:
     """Run everything; return the best figure per (case, metric) and side, the
-    failures, and the (case, side) pairs that produced figures at least once."""
+    failures, and the (case, side) pairs that produced figures at least once.
+
+    With ``profile``, the server is sampled during each run into
+    ``<profile>/<case>-<side>-<run>.txt`` and a breakdown is printed after it."""
     best: Best = {}
     failures: list[str] = []
     ran: set[tuple[str, str]] = set()
@@ -149,8 +159,10 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
             for side in order:
                 label = f"{name} [{side}] run {run + 1}/{repeat}"
                 began = time.perf_counter()
+                stacks = profile / f"{name}-{side}-{run + 1}.txt" if profile else None
                 try:
-                    figures = bench.func(ctx, side)
+                    with server_profile(server_pid, stacks):
+                        figures = bench.func(ctx, side)
                 except VerificationError as exc:
                     failures.append(f"{name} [{side}]: WRONG RESULT: {exc}")
                     print(f"!! {label}: WRONG RESULT: {exc}", file=sys.stderr, flush=True)
@@ -163,6 +175,9 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
                 shown = ", ".join(f"{f.metric} {_fmt(f)}" for f in figures)
                 print(f"   {label} ({time.perf_counter() - began:.0f} s): {shown}",
                       file=sys.stderr, flush=True)
+                if stacks is not None and stacks.exists():
+                    print(f"   server profile ({stacks.name}): {format_breakdown(stacks)}",
+                          file=sys.stderr, flush=True)
                 ran.add((name, side))
                 for fig in figures:
                     slot = best.setdefault((name, fig.metric), {})
@@ -232,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                           server_state=server.state_dir / "state", size_mb=args.size_mb,
                           small_files=args.small_files, large_mb=args.large_mb,
                           scale_files=args.scale_files, tiny=args.tiny)
-            best, failures, ran = _run_cases(ctx, names, sides, args.repeat)
+            best, failures, ran = _run_cases(ctx, names, sides, args.repeat,
+                                             args.profile_server, server.pid)
         finally:
             server.stop()
 

@@ -35,3 +35,26 @@ def test_every_case_runs_and_verifies_at_tiny_sizes(tmp_path: Path) -> None:
         assert "cat2sync" in row, row
     # The table the README promises: one row per figure, with both columns.
     assert "| case | reference | cat2sync | ratio | target |" in done.stdout
+
+
+def test_a_server_profile_is_split_into_the_stages_of_a_request(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _profile import breakdown
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    loop = "run (uvicorn/main.py:1);Runner.run (asyncio/runners.py:2)"
+    app = f"{loop};Starlette.__call__ (starlette/applications.py:3)"
+    raw = tmp_path / "stacks.txt"
+    raw.write_text("\n".join([
+        f"{loop};HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py:4) 2",
+        f"{app};solve_dependencies (fastapi/dependencies/utils.py:5);decode (jwt/api_jwt.py:6) 3",
+        "Thread.run (threading.py:7);_connection_worker_thread (aiosqlite/core.py:8) 1",
+        f"{app};run_endpoint_function (fastapi/routing.py:9);get_info (server.py:10) 2",
+        f"{app};Response.__call__ (starlette/responses.py:11) 1",
+        f"{app};Router.__call__ (starlette/routing.py:12) 1",
+    ]) + "\n")
+    total, shares = breakdown(raw)
+    assert total == 10
+    assert shares == {"login check": 0.4, "endpoint": 0.2, "response": 0.1, "framework": 0.1,
+                      "HTTP + event loop": 0.2}

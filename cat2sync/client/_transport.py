@@ -76,6 +76,18 @@ class TransferStats:
         """``(bytes_sent, bytes_received)`` by the calling thread so far."""
         return getattr(self._local, "sent", 0), getattr(self._local, "received", 0)
 
+# Reads of @public need no login, and checking a login cookie costs the server about as
+# much CPU as the read itself (a JWT and a user lookup per request): these go without it.
+_PUBLIC_READS = tuple(f"/api/{endpoint}/@public" for endpoint in
+                      ("list", "info", "fetch", "chunk", "download"))
+
+
+def _is_public_read(method: str, url: str) -> bool:
+    """Whether ``method url`` only reads ``@public`` (GET, or POST /api/fetch)."""
+    if method != "GET" and not (method == "POST" and url.startswith("/api/fetch/")):
+        return False
+    return any(url == prefix or url.startswith(prefix + "/") for prefix in _PUBLIC_READS)
+
 
 def api_path(path: str) -> str:
     """Percent-encode a remote path for a URL; refuse what the server would misread."""
@@ -365,6 +377,8 @@ class Transport:
             method, url, params=params, json=json, headers=headers,
             timeout=self.work_timeout if work else self.timeout, **extra,
         )
+        if _is_public_read(method, url):
+            request.headers.pop("Cookie", None)
         return self._http.send(request, stream=stream)
 
     def _sleep_backoff(self, attempt: int) -> None:

@@ -305,3 +305,58 @@ def test_download_of_a_regular_file_with_a_non_latin1_name(alice: Client, remote
     dest = alice.download(remote, tmp_path / "out.bin")
     assert dest.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "src.bin"]
+
+
+# -- reads of @public go without the login cookie ------------------------------------------
+
+
+class _CookieSpy(httpx.BaseTransport):
+    """A real connection that notes, per request path, whether a login cookie went along."""
+
+    def __init__(self) -> None:
+        self._real = httpx.HTTPTransport()
+        self.cookie_by_path: dict[str, bool] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.cookie_by_path[request.url.path] = "c2subauth=" in request.headers.get("cookie", "")
+        return self._real.handle_request(request)
+
+    def close(self) -> None:
+        self._real.close()
+
+
+def test_reads_of_public_go_without_the_login_cookie(server: LocalServer, grid_local: Path,
+                                                      public_dir: str, tmp_path: Path) -> None:
+    # Checking a cookie costs the server as much CPU as a small read; @public needs none.
+    spy = _CookieSpy()
+    with Client(server.url, ("alice@example.com", "alicepass1"), transport=spy) as client:
+        public, personal = f"{public_dir}/grid.b2nd", f"@personal/t-{uuid.uuid4().hex[:10]}/g.b2nd"
+        for remote in (public, personal):
+            client.upload(grid_local, remote)
+            assert client.get_list(remote.rsplit("/", 1)[0]) == [remote.rsplit("/", 1)[1]]
+            assert client.get_info(remote)["shape"] == list(GRID.shape)
+            np.testing.assert_array_equal(client.fetch(remote, slice(2, 5)), GRID[2:5])
+            assert client.get_chunk(remote, 1)
+            out = client.download(remote, tmp_path / remote.replace("/", "_"))
+            assert out.read_bytes() == grid_local.read_bytes()
+        client.remove(public_dir)
+    reads = {path: sent for path, sent in spy.cookie_by_path.items()
+             if path.startswith(("/api/list/", "/api/info/", "/api/fetch/", "/api/chunk/",
+                                 "/api/download/"))}
+    public_reads = {path for path in reads if path.split("/", 3)[3].startswith("@public/")}
+    assert len(public_reads) == len(reads) - len(public_reads) == 4  # list, info, fetch, chunk
+    assert not any(reads[path] for path in public_reads)  # none carried the cookie
+    assert all(sent for path, sent in reads.items() if path not in public_reads)
+    # writes to @public still need it
+    assert spy.cookie_by_path[f"/api/upload/{public_dir}/grid.b2nd"]
+
+
+def test_a_public_read_of_a_name_that_only_starts_like_public_keeps_the_cookie() -> None:
+    from cat2sync.client._transport import _is_public_read
+
+    assert _is_public_read("GET", "/api/info/@public/x.b2nd")
+    assert _is_public_read("GET", "/api/list/@public")
+    assert _is_public_read("POST", "/api/fetch/@public/x.b2nd")
+    assert not _is_public_read("GET", "/api/info/@publicity/x.b2nd")
+    assert not _is_public_read("POST", "/api/remove/@public/x.b2nd")
+    assert not _is_public_read("GET", "/api/info/@shared/x.b2nd")
