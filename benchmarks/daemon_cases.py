@@ -850,20 +850,24 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
     payloads = {f"f{i:03d}.b2nd": blosc2.asarray(
         np.round(np.cumsum(rng.standard_normal(1000)), 2)).to_cframe() for i in range(sz.burst)}
     written: dict[str, float] = {}
+    pid = _server_pid(ctx)
     with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE) as watcher:
+        cpu0 = _process_cpu(pid)
         for name, data in payloads.items():
             (folder / name).write_bytes(data)  # one write: the file is complete at once
             written[name] = time.time()
         _wait_for(f"{side}: all {len(payloads)} files stored", lambda: all(
             watcher.arrival(name, after) is not None for name, after in written.items()),
             timeout=60 + len(payloads))
+        server_cpu = _process_cpu(pid) - cpu0
         watcher.quiesce()
         requests = watcher.requests()
-    latencies = []
+    latencies, last_arrival = [], 0.0
     for name, after in written.items():
         arrived = watcher.arrival(name, after)
         assert arrived is not None
         latencies.append(arrived - after - watcher.settle)
+        last_arrival = max(last_arrival, arrived)
         stored = ctx.stored_file(f"{remote_dir}/{name}")
         if not stored.is_file() or stored.read_bytes() != payloads[name]:
             raise VerificationError(f"{side}: {name} was not stored with its content")
@@ -874,6 +878,11 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
         Figure("p99 after settle", _percentile(latencies, 99), "s", False,
                Target("≤ 1 s", 1.0)),
         Figure("requests per file", requests / len(payloads), "req", False),
+        Figure("server CPU per file", 1e3 * server_cpu / len(payloads), "ms", False),
+        # Near 100 %: the server, not the watcher, sets the pace of the burst.
+        Figure("server busy from the first file due to the last arrival",
+               100 * server_cpu / (last_arrival - min(written.values()) - watcher.settle),
+               "%", True),
     ]
 
 
