@@ -154,6 +154,7 @@ class Context:
     user: tuple[str, str]
     workdir: Path
     server_state: Path  # the server's state directory, to check stored files directly
+    server_pid: int | None  # the server's process, to read the CPU time it spends
     size_mb: float
     # Sizes of the daemon cases (run.py's --small-files, --large-mb, --scale-files, --tiny).
     small_files: int = 1000

@@ -186,26 +186,6 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-def _server_pid(ctx: Context) -> int | None:
-    """The Caterva2 server's process id (found by its state folder on the command line)."""
-
-    def find() -> int | None:
-        marker = str(ctx.server_state).encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"cat2-server" in cmdline and marker in cmdline:
-                return int(entry.name)
-        return None
-
-    pid: int | None = ctx.cached("server-pid", find)
-    return pid
-
-
 def _process_cpu(pid: int | None) -> float:
     """CPU seconds (user + system) used so far by process ``pid``; NaN if unknown."""
     if pid is None:
@@ -641,7 +621,7 @@ def mirror_small_cold(ctx: Context, side: str) -> list[Figure]:
     root, digests = _small_tree(ctx)
     work = ctx.scratch(f"small-cold-{side}")
     dest = work / "mirror"
-    pid = _server_pid(ctx)
+    pid = ctx.server_pid
     if side == "cat2sync":
         out = run_isolated(daemon_once_worker,
                            str(_subscribe(work, "cat2sync.toml", ctx.url, ctx, root, dest)), pid)
@@ -663,7 +643,7 @@ def mirror_small_resync(ctx: Context, side: str) -> list[Figure]:
     root, digests = _small_tree(ctx)
     work = ctx.scratch(f"small-resync-{side}")
     dest = work / "mirror"
-    pid = _server_pid(ctx)
+    pid = ctx.server_pid
     with CountingProxy(ctx.url) as proxy:
         if side == "cat2sync":
             direct = str(_subscribe(work, "direct.toml", ctx.url, ctx, root, dest))
@@ -850,7 +830,7 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
     payloads = {f"f{i:03d}.b2nd": blosc2.asarray(
         np.round(np.cumsum(rng.standard_normal(1000)), 2)).to_cframe() for i in range(sz.burst)}
     written: dict[str, float] = {}
-    pid = _server_pid(ctx)
+    pid = ctx.server_pid
     with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE) as watcher:
         cpu0 = _process_cpu(pid)
         for name, data in payloads.items():

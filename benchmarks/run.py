@@ -141,7 +141,7 @@ Best = dict[tuple[str, str], dict[str, Figure]]
 
 
 def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
-               profile: Path | None = None, server_pid: int | None = None,
+               profile: Path | None = None,
                ) -> tuple[Best, list[str], set[tuple[str, str]]]:
     """Run everything; return the best figure per (case, metric) and side, the
     failures, and the (case, side) pairs that produced figures at least once.
@@ -161,7 +161,7 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
                 began = time.perf_counter()
                 stacks = profile / f"{name}-{side}-{run + 1}.txt" if profile else None
                 try:
-                    with server_profile(server_pid, stacks):
+                    with server_profile(ctx.server_pid, stacks):
                         figures = bench.func(ctx, side)
                 except VerificationError as exc:
                     failures.append(f"{name} [{side}]: WRONG RESULT: {exc}")
@@ -244,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.add_user(*USER)
             ctx = Context(url=server.url, user=USER, workdir=workdir,
-                          server_state=server.state_dir / "state", size_mb=args.size_mb,
-                          small_files=args.small_files, large_mb=args.large_mb,
-                          scale_files=args.scale_files, tiny=args.tiny)
+                          server_state=server.state_dir / "state", server_pid=server.pid,
+                          size_mb=args.size_mb, small_files=args.small_files,
+                          large_mb=args.large_mb, scale_files=args.scale_files,
+                          tiny=args.tiny)
             best, failures, ran = _run_cases(ctx, names, sides, args.repeat,
-                                             args.profile_server, server.pid)
+                                             args.profile_server)
         finally:
             server.stop()
 

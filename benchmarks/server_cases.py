@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from _common import Context, Figure, VerificationError, case
-from daemon_cases import _process_cpu, _server_pid, _small_tree
+from daemon_cases import _process_cpu, _small_tree
 
 CONCURRENCY = 4
 PUBLIC_COPY = "@public/bench-floor/one.b2nd"
@@ -40,12 +40,11 @@ def _anonymous(ctx: Context) -> httpx.Client:
 
 def _server_ms(ctx: Context, paths: list[str], send: Callable[[str], None]) -> tuple[float, float]:
     """Server CPU per request (ms) and its share of the wall time for ``send`` on each path."""
-    pid = _server_pid(ctx)
-    cpu0, start = _process_cpu(pid), time.perf_counter()
+    cpu0, start = _process_cpu(ctx.server_pid), time.perf_counter()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         list(pool.map(send, paths))
     wall = time.perf_counter() - start
-    cpu = _process_cpu(pid) - cpu0
+    cpu = _process_cpu(ctx.server_pid) - cpu0
     return 1e3 * cpu / len(paths), cpu / wall
 
 

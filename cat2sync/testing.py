@@ -7,7 +7,8 @@ cat2sync's own suite uses them, and so can plugin authors::
 
 ``server`` starts one real server per test session (users ``admin``, ``alice``,
 ``bob``); ``client`` is alice logged in; ``remote_dir`` is a fresh folder in her
-``@personal`` root, so tests do not see each other's files.
+``@personal`` root, so tests do not see each other's files. ``own_server`` is a server
+of one test alone (superuser ``BOSS``), for tests that stop or kill it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import pytest
 from .client import Client
 from .server import LocalServer
 
-__all__ = ["ADMIN", "ALICE", "BOB"]
+__all__ = ["ADMIN", "ALICE", "BOB", "BOSS"]
 
 ADMIN = ("admin@example.com", "adminpass1")
 ALICE = ("alice@example.com", "alicepass1")
 BOB = ("bob@example.com", "bobpass123")
+BOSS = ("boss@example.com", "bosspass12")
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +38,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     try:
         srv.add_user(*ALICE)
         srv.add_user(*BOB)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A server of this test alone, with the superuser ``BOSS``: stop or kill it at will."""
+    srv = LocalServer(tmp_path / "server", superuser=BOSS)
+    srv.start()
+    try:
         yield srv
     finally:
         srv.stop()

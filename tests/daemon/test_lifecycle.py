@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from cat2sync.daemon import Daemon
 from cat2sync.errors import StateLockedError
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
+from cat2sync.testing import BOSS
 
 from .conftest import (
     MakeManifest,
@@ -24,19 +24,6 @@ from .conftest import (
     wait_until,
     write_b2nd,
 )
-
-BOSS = ("boss@example.com", "bosspass12")
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[LocalServer]:
-    """A server of this test alone: it is stopped and started again."""
-    srv = LocalServer(tmp_path / "server", superuser=BOSS)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_daemon_catches_up_after_a_server_outage(make_manifest: MakeManifest,

@@ -21,7 +21,7 @@ from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
+from cat2sync.testing import ALICE, BOSS
 
 from .conftest import (
     CONVERGE,
@@ -41,7 +41,6 @@ from .conftest import (
 
 pytestmark = pytest.mark.faults
 
-BOSS = ("boss@example.com", "bosspass12")
 COLS = 40
 
 
@@ -134,16 +133,6 @@ def _backlog(manifest: Path, *needles: str) -> dict[str, Any] | None:
 
 # -- the server itself goes away ---------------------------------------------------------
 
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[LocalServer]:
-    """A server of this test alone: it is killed and started again."""
-    srv = LocalServer(tmp_path / "server", superuser=BOSS)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_server_killed_mid_transfer_and_restarted(tmp_path: Path, own_server: LocalServer,
