@@ -25,7 +25,8 @@ run: $(BIN)/.installed
 	  $(BIN)/cat2sync run examples/configs/quickstart.toml
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check cat2sync tests plugins benchmarks examples
+	$(BIN)/ruff check cat2sync tests plugins benchmarks examples conftest.py
+	$(BIN)/ruff format --check cat2sync tests plugins benchmarks examples conftest.py
 	$(BIN)/mypy cat2sync
 
 test: lint

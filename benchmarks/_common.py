@@ -105,8 +105,12 @@ class Case:
 CASES: dict[str, Case] = {}
 
 
-def case(name: str, description: str, *, sides: tuple[str, ...] = SIDES,
-         ) -> Callable[[CaseFunc], CaseFunc]:
+def case(
+    name: str,
+    description: str,
+    *,
+    sides: tuple[str, ...] = SIDES,
+) -> Callable[[CaseFunc], CaseFunc]:
     """Register ``func`` as the benchmark case ``name``."""
 
     def register(func: CaseFunc) -> CaseFunc:

@@ -51,9 +51,23 @@ def server_profile(pid: int | None, out: Path | None, rate: int = 250) -> Iterat
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--gil", "--rate", str(rate),
-         "--format", "raw", "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--gil",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.5)  # py-spy needs a moment to attach; samples before that are lost
     try:
         yield

@@ -122,8 +122,14 @@ def _relay_to_eof(rfile: BinaryIO, dst: socket.socket, count: Count) -> None:
         dst.sendall(piece)
 
 
-def _relay_body(rfile: BinaryIO, dst: socket.socket, headers: list[tuple[str, str]],
-                count: Count, *, until_eof: bool) -> None:
+def _relay_body(
+    rfile: BinaryIO,
+    dst: socket.socket,
+    headers: list[tuple[str, str]],
+    count: Count,
+    *,
+    until_eof: bool,
+) -> None:
     encoding = (_header(headers, "transfer-encoding") or "").lower()
     if "chunked" in encoding:
         _relay_chunked(rfile, dst, count)
@@ -153,8 +159,7 @@ class CountingProxy:
         self._tallies: dict[str, Tally] = {}
         self._conns: set[socket.socket] = set()
         self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="counting-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._accept, name="counting-proxy", daemon=True)
 
     def __enter__(self) -> CountingProxy:
         self._thread.start()
@@ -195,8 +200,7 @@ class CountingProxy:
                 total.received += tally.received
         return total
 
-    def _count(self, endpoint: str, *, requests: int = 0, sent: int = 0,
-               received: int = 0) -> None:
+    def _count(self, endpoint: str, *, requests: int = 0, sent: int = 0, received: int = 0) -> None:
         with self._lock:
             tally = self._tallies.setdefault(endpoint, Tally())
             tally.requests += requests
@@ -211,8 +215,9 @@ class CountingProxy:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="counting-proxy-conn",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="counting-proxy-conn", daemon=True
+            ).start()
 
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
@@ -238,8 +243,13 @@ class CountingProxy:
                 assert urfile is not None
                 self._count(endpoint, requests=1)
                 upstream.sendall(head)
-                _relay_body(crfile, upstream, headers,
-                            lambda n, e=endpoint: self._count(e, sent=n), until_eof=False)
+                _relay_body(
+                    crfile,
+                    upstream,
+                    headers,
+                    lambda n, e=endpoint: self._count(e, sent=n),
+                    until_eof=False,
+                )
                 while True:  # skip interim 1xx responses
                     rhead, rheaders = _read_head(urfile)
                     client.sendall(rhead)
@@ -247,13 +257,19 @@ class CountingProxy:
                     if status >= 200 or status == 101:
                         break
                 if method != b"HEAD" and status not in (204, 304):
-                    _relay_body(urfile, client, rheaders,
-                                lambda n, e=endpoint: self._count(e, received=n),
-                                until_eof=True)
+                    _relay_body(
+                        urfile,
+                        client,
+                        rheaders,
+                        lambda n, e=endpoint: self._count(e, received=n),
+                        until_eof=True,
+                    )
                 close = "close" in (_header(rheaders, "connection") or "").lower() or (
                     _header(rheaders, "content-length") is None
                     and "chunked" not in (_header(rheaders, "transfer-encoding") or "").lower()
-                    and method != b"HEAD" and status not in (204, 304))
+                    and method != b"HEAD"
+                    and status not in (204, 304)
+                )
                 if close:
                     return
         except (OSError, ConnectionError, ValueError, IndexError, _Closed):

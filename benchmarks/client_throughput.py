@@ -53,7 +53,7 @@ def walk_dataset(ctx: Context) -> Path:
         for start in range(0, n, step):
             walk = carry + np.cumsum(rng.standard_normal(min(step, n - start)))
             carry = float(walk[-1])
-            array[start:start + len(walk)] = np.round(walk, 2)
+            array[start : start + len(walk)] = np.round(walk, 2)
         return path
 
     path: Path = ctx.cached("walk.b2nd", make)
@@ -137,8 +137,9 @@ class _WireCounter(httpx.BaseTransport):
         self._inner.close()
 
 
-def transfer_worker(op: str, side: str, url: str, user: tuple[str, str], src: str,
-                    dst: str) -> dict[str, Any]:
+def transfer_worker(
+    op: str, side: str, url: str, user: tuple[str, str], src: str, dst: str
+) -> dict[str, Any]:
     """Run one upload or download in this (fresh) process; return time, bytes, memory."""
     client = make_client(side, url, user)  # logs in: not part of the measurement
     counter = None

@@ -81,12 +81,32 @@ class Sizes:
 
 def _sizes(ctx: Context) -> Sizes:
     if ctx.tiny:
-        return Sizes(grow_rows=100, grow_steps=5, grow_by=100, cols=1000, chunk_rows=100,
-                     small_files=ctx.small_files, large_mb=ctx.large_mb, series_rows=1000,
-                     burst=20, scale_files=ctx.scale_files, idle_s=2.0)
-    return Sizes(grow_rows=1000, grow_steps=40, grow_by=100, cols=1000, chunk_rows=100,
-                 small_files=ctx.small_files, large_mb=ctx.large_mb, series_rows=10_000,
-                 burst=100, scale_files=ctx.scale_files, idle_s=10.0)
+        return Sizes(
+            grow_rows=100,
+            grow_steps=5,
+            grow_by=100,
+            cols=1000,
+            chunk_rows=100,
+            small_files=ctx.small_files,
+            large_mb=ctx.large_mb,
+            series_rows=1000,
+            burst=20,
+            scale_files=ctx.scale_files,
+            idle_s=2.0,
+        )
+    return Sizes(
+        grow_rows=1000,
+        grow_steps=40,
+        grow_by=100,
+        cols=1000,
+        chunk_rows=100,
+        small_files=ctx.small_files,
+        large_mb=ctx.large_mb,
+        series_rows=10_000,
+        burst=100,
+        scale_files=ctx.scale_files,
+        idle_s=10.0,
+    )
 
 
 # -- small helpers -----------------------------------------------------------------
@@ -106,9 +126,14 @@ def _client(ctx: Context) -> Any:
     return Client(ctx.url, ctx.user)
 
 
-def _write_manifest(path: Path, url: str, user: tuple[str, str], *,
-                    uploads: list[dict[str, Any]] | None = None,
-                    subscribe: list[dict[str, Any]] | None = None) -> Path:
+def _write_manifest(
+    path: Path,
+    url: str,
+    user: tuple[str, str],
+    *,
+    uploads: list[dict[str, Any]] | None = None,
+    subscribe: list[dict[str, Any]] | None = None,
+) -> Path:
     """A manifest beside its state folder ``<path's folder>/state``."""
     doc: dict[str, Any] = {
         "daemon": {"state_dir": str(path.parent / "state"), "log_level": "warning"},
@@ -150,8 +175,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float,
-              interval: float = 0.05) -> float:
+def _wait_for(
+    what: str, check: Callable[[], bool], timeout: float, interval: float = 0.05
+) -> float:
     """Poll ``check`` until it is true; return the seconds that took."""
     start = time.perf_counter()
     while not check():
@@ -233,15 +259,27 @@ class _Watching:
 class _DaemonWatch(_Watching):
     """cat2sync's daemon (``Daemon.start()``) in this process."""
 
-    def __init__(self, ctx: Context, work: Path, folder: Path, remote_dir: str,
-                 settle: float) -> None:
+    def __init__(
+        self, ctx: Context, work: Path, folder: Path, remote_dir: str, settle: float
+    ) -> None:
         from cat2sync.daemon import Daemon
         from cat2sync.manifest import load_manifest
 
         self.settle = settle
-        manifest = _write_manifest(work / "cat2sync.toml", ctx.url, ctx.user, uploads=[{
-            "name": "watched", "local": str(folder), "remote": remote_dir,
-            "settle": settle, "include": ["**/*.b2nd"]}])
+        manifest = _write_manifest(
+            work / "cat2sync.toml",
+            ctx.url,
+            ctx.user,
+            uploads=[
+                {
+                    "name": "watched",
+                    "local": str(folder),
+                    "remote": remote_dir,
+                    "settle": settle,
+                    "include": ["**/*.b2nd"],
+                }
+            ],
+        )
         self._lock = threading.Lock()
         self._arrivals: dict[str, list[float]] = {}
         self.daemon = Daemon(load_manifest(manifest), emit=self._emit)  # logs in
@@ -286,8 +324,9 @@ def _agent_script() -> str:
     beside = Path(sys.executable).parent / "cat2-agent"
     found = str(beside) if beside.exists() else shutil.which("cat2-agent")
     if not found:
-        raise RuntimeError("the upstream cat2-agent is not installed (pip install "
-                           "'caterva2[clients]')")
+        raise RuntimeError(
+            "the upstream cat2-agent is not installed (pip install 'caterva2[clients]')"
+        )
     return found
 
 
@@ -301,8 +340,17 @@ class _AgentWatch(_Watching):
     def __init__(self, ctx: Context, work: Path, folder: Path, remote_dir: str) -> None:
         script = _agent_script()
         self.proxy = CountingProxy(ctx.url)
-        self._cmd = [script, "--url", self.proxy.url, "--username", ctx.user[0],
-                     "--password", ctx.user[1], str(folder), remote_dir]
+        self._cmd = [
+            script,
+            "--url",
+            self.proxy.url,
+            "--username",
+            ctx.user[0],
+            "--password",
+            ctx.user[1],
+            str(folder),
+            remote_dir,
+        ]
         self._work = work
         self._lock = threading.Lock()
         self.lines: list[tuple[float, str]] = []
@@ -311,13 +359,21 @@ class _AgentWatch(_Watching):
     def __enter__(self) -> _AgentWatch:
         self.proxy.__enter__()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(self._cmd, cwd=self._work, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, env=env)
+        self._proc = subprocess.Popen(
+            self._cmd,
+            cwd=self._work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         try:
-            _wait_for("cat2-agent start-up", lambda: any(
-                line.startswith("Watching directory") for _, line in self._snapshot()),
-                timeout=60)
+            _wait_for(
+                "cat2-agent start-up",
+                lambda: any(line.startswith("Watching directory") for _, line in self._snapshot()),
+                timeout=60,
+            )
         except VerificationError as exc:
             self.__exit__()
             tail = "\n".join(line for _, line in self._snapshot()[-10:])
@@ -346,8 +402,11 @@ class _AgentWatch(_Watching):
         self.proxy.close()
         errors = [line for _, line in self._snapshot() if line.startswith("!")]
         if errors:
-            print(f"      cat2-agent reported {len(errors)} error(s), e.g. {errors[0]}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"      cat2-agent reported {len(errors)} error(s), e.g. {errors[0]}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def bytes_sent(self) -> int:
         return _not_auth(self.proxy).sent
@@ -373,8 +432,9 @@ class _AgentWatch(_Watching):
             time.sleep(1.5)
 
 
-def _watcher(ctx: Context, side: str, work: Path, folder: Path, remote_dir: str,
-             settle: float) -> _Watching:
+def _watcher(
+    ctx: Context, side: str, work: Path, folder: Path, remote_dir: str, settle: float
+) -> _Watching:
     if side == "cat2sync":
         return _DaemonWatch(ctx, work, folder, remote_dir, settle)
     return _AgentWatch(ctx, work, folder, remote_dir)
@@ -385,8 +445,11 @@ def _watcher(ctx: Context, side: str, work: Path, folder: Path, remote_dir: str,
 
 def _stats_of(daemon: Any) -> tuple[int, int, int]:
     stats = [c.stats for c in daemon.clients.values()]
-    return (sum(s.requests for s in stats), sum(s.bytes_received for s in stats),
-            sum(s.bytes_sent for s in stats))
+    return (
+        sum(s.requests for s in stats),
+        sum(s.bytes_received for s in stats),
+        sum(s.bytes_sent for s in stats),
+    )
 
 
 def daemon_once_worker(manifest: str, server_pid: int | None = None) -> dict[str, Any]:
@@ -416,13 +479,21 @@ def daemon_once_worker(manifest: str, server_pid: int | None = None) -> dict[str
         after = _stats_of(daemon)
     finally:
         daemon.close()
-    return {"seconds": seconds, "failures": failures, "requests": after[0] - before[0],
-            "received": after[1] - before[1], "sent": after[2] - before[2],
-            "server_cpu": server_cpu, "events": events, **mem}
+    return {
+        "seconds": seconds,
+        "failures": failures,
+        "requests": after[0] - before[0],
+        "received": after[1] - before[1],
+        "sent": after[2] - before[2],
+        "server_cpu": server_cpu,
+        "events": events,
+        **mem,
+    }
 
 
-def reference_mirror_worker(url: str, user: tuple[str, str], root: str, dest: str,
-                            server_pid: int | None = None) -> dict[str, Any]:
+def reference_mirror_worker(
+    url: str, user: tuple[str, str], root: str, dest: str, server_pid: int | None = None
+) -> dict[str, Any]:
     """The straightforward upstream loop: ``get_list(root)``, then ``download`` each."""
     import caterva2
 
@@ -441,8 +512,9 @@ def reference_mirror_worker(url: str, user: tuple[str, str], root: str, dest: st
     return {"seconds": seconds, "files": len(names), "server_cpu": server_cpu, **mem}
 
 
-def raw_get_worker(url: str, user: tuple[str, str], remote: str, dest: str,
-                   endpoint: str = "download") -> dict[str, Any]:
+def raw_get_worker(
+    url: str, user: tuple[str, str], remote: str, dest: str, endpoint: str = "download"
+) -> dict[str, Any]:
     """The practical limit: one streaming httpx GET of the download (or the whole-dataset
     fetch) URL into a file."""
     import httpx
@@ -482,12 +554,18 @@ def scale_worker(manifest: str, idle_s: float) -> dict[str, Any]:
         cpu0, wall0 = _cpu_seconds(), time.monotonic()
         time.sleep(idle_s)
         cpu1, wall1 = _cpu_seconds(), time.monotonic()
-        out = {"startup": startup, "rescan": rescan, "rss_before_mb": rss0,
-               "rss_mb": _status_mb("VmRSS"), "peak_mb": _status_mb("VmHWM"),
-               "idle_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
-               "requests": _stats_of(daemon)[0] - requests0, "queued": len(daemon.queue),
-               "pending": len(daemon.state.pending()),
-               "watch_failed": daemon.watcher.failed if daemon.watcher else None}
+        out = {
+            "startup": startup,
+            "rescan": rescan,
+            "rss_before_mb": rss0,
+            "rss_mb": _status_mb("VmRSS"),
+            "peak_mb": _status_mb("VmHWM"),
+            "idle_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+            "requests": _stats_of(daemon)[0] - requests0,
+            "queued": len(daemon.queue),
+            "pending": len(daemon.state.pending()),
+            "watch_failed": daemon.watcher.failed if daemon.watcher else None,
+        }
     finally:
         daemon.close()
     return out
@@ -515,13 +593,16 @@ class _GrowingArray:
         rows = _walk(self.rng, self.last, n)
         arr = blosc2.open(str(self.path), mode="a")
         arr.resize((self.rows + n, arr.shape[1]))
-        arr[self.rows:self.rows + n] = rows
+        arr[self.rows : self.rows + n] = rows
         del arr  # closes the file
         self.rows, self.last = self.rows + n, rows[-1]
 
 
-@case("grow-append", "a (N, 1000) float64 .b2nd grows by 100 rows 40 times in a watched folder "
-      "(reference: cat2-agent)")
+@case(
+    "grow-append",
+    "a (N, 1000) float64 .b2nd grows by 100 rows 40 times in a watched folder "
+    "(reference: cat2-agent)",
+)
 def grow_append(ctx: Context, side: str) -> list[Figure]:
     sz = _sizes(ctx)
     run = _next_run(ctx, f"grow-{side}")
@@ -530,32 +611,42 @@ def grow_append(ctx: Context, side: str) -> list[Figure]:
     folder.mkdir()
     remote_dir = f"{REMOTE}/grow-{side}-{run}"
     remote = f"{remote_dir}/frames.b2nd"
-    array = _GrowingArray(folder / "frames.b2nd", sz.grow_rows, sz.cols, sz.chunk_rows,
-                          seed=run)
+    array = _GrowingArray(folder / "frames.b2nd", sz.grow_rows, sz.cols, sz.chunk_rows, seed=run)
     lags: list[float] = []
     with _client(ctx) as checker:
         with _watcher(ctx, side, work, folder, remote_dir, GROW_SETTLE) as watcher:
-            _wait_for(f"{side}: first upload", lambda: _remote_rows(checker, remote)
-                      == array.rows, timeout=60)
+            _wait_for(
+                f"{side}: first upload",
+                lambda: _remote_rows(checker, remote) == array.rows,
+                timeout=60,
+            )
             for _ in range(sz.grow_steps):
                 array.grow(sz.grow_by)
-                lags.append(_wait_for(
-                    f"{side}: remote shape after growing to {array.rows} rows",
-                    lambda: _remote_rows(checker, remote) == array.rows, timeout=60))
+                lags.append(
+                    _wait_for(
+                        f"{side}: remote shape after growing to {array.rows} rows",
+                        lambda: _remote_rows(checker, remote) == array.rows,
+                        timeout=60,
+                    )
+                )
             watcher.quiesce()
             uploaded = watcher.bytes_sent()
         # The remote equals the local array: same dtype, shape and values.
         local = blosc2.open(str(array.path), mode="r")[:]
         theirs = checker.fetch(remote)
-    if theirs.dtype != local.dtype or theirs.shape != local.shape or not np.array_equal(
-            theirs, local):
-        raise VerificationError(f"{side}: the remote array differs from the local one "
-                                f"({theirs.shape} {theirs.dtype} vs {local.shape} {local.dtype})")
+    if (
+        theirs.dtype != local.dtype
+        or theirs.shape != local.shape
+        or not np.array_equal(theirs, local)
+    ):
+        raise VerificationError(
+            f"{side}: the remote array differs from the local one "
+            f"({theirs.shape} {theirs.dtype} vs {local.shape} {local.dtype})"
+        )
     final = array.path.stat().st_size
     shutil.rmtree(work)
     return [
-        Figure("uploaded / final file", uploaded / final, "x", False,
-               Target("≤ 1.1x", 1.1)),
+        Figure("uploaded / final file", uploaded / final, "x", False, Target("≤ 1.1x", 1.1)),
         Figure("uploaded", uploaded / MB, "MB", False),
         Figure("remote shape lag, median", _percentile(lags, 50), "s", False),
     ]
@@ -589,8 +680,9 @@ def _small_tree(ctx: Context) -> tuple[str, dict[str, str]]:
             list(pool.map(lambda rel: client.upload(files[rel], f"{root}/{rel}"), files))
             listed = set(client.get_list(root))
         if listed != set(digests):
-            raise VerificationError(f"set-up: {len(listed)} small datasets listed, "
-                                    f"{len(digests)} uploaded")
+            raise VerificationError(
+                f"set-up: {len(listed)} small datasets listed, {len(digests)} uploaded"
+            )
         shutil.rmtree(src)
         return root, digests
 
@@ -603,42 +695,53 @@ def _check_mirror(side: str, dest: Path, digests: dict[str, str]) -> None:
     found = {p.relative_to(dest).as_posix(): p for p in dest.rglob("*") if p.is_file()}
     missing, extra = set(digests) - set(found), set(found) - set(digests)
     if missing or extra:
-        raise VerificationError(f"{side}: mirror has {len(missing)} missing and {len(extra)} "
-                                f"unexpected files (e.g. {sorted(missing | extra)[:3]})")
+        raise VerificationError(
+            f"{side}: mirror has {len(missing)} missing and {len(extra)} "
+            f"unexpected files (e.g. {sorted(missing | extra)[:3]})"
+        )
     wrong = [rel for rel, path in found.items() if _sha256(path.read_bytes()) != digests[rel]]
     if wrong:
         raise VerificationError(f"{side}: {len(wrong)} mirrored files differ, e.g. {wrong[0]}")
 
 
 def _subscribe(work: Path, name: str, url: str, ctx: Context, root: str, dest: Path) -> Path:
-    return _write_manifest(work / name, url, ctx.user, subscribe=[{
-        "name": "mirror", "root": root, "local": str(dest)}])
+    return _write_manifest(
+        work / name, url, ctx.user, subscribe=[{"name": "mirror", "root": root, "local": str(dest)}]
+    )
 
 
-@case("mirror-small-cold", "mirror 1,000 datasets of a few KB in nested folders into an empty "
-      "folder (reference: get_list + download loop)")
+@case(
+    "mirror-small-cold",
+    "mirror 1,000 datasets of a few KB in nested folders into an empty "
+    "folder (reference: get_list + download loop)",
+)
 def mirror_small_cold(ctx: Context, side: str) -> list[Figure]:
     root, digests = _small_tree(ctx)
     work = ctx.scratch(f"small-cold-{side}")
     dest = work / "mirror"
     pid = ctx.server_pid
     if side == "cat2sync":
-        out = run_isolated(daemon_once_worker,
-                           str(_subscribe(work, "cat2sync.toml", ctx.url, ctx, root, dest)), pid)
+        out = run_isolated(
+            daemon_once_worker,
+            str(_subscribe(work, "cat2sync.toml", ctx.url, ctx, root, dest)),
+            pid,
+        )
         _check_pass(side, out)
     else:
         out = run_isolated(reference_mirror_worker, ctx.url, ctx.user, root, str(dest), pid)
     _check_mirror(side, dest, digests)
     shutil.rmtree(work)
     return [
-        Figure("wall time", out["seconds"], "s", False,
-               Target("≤ 0.5x reference", 2.0, on_ratio=True)),
+        Figure(
+            "wall time", out["seconds"], "s", False, Target("≤ 0.5x reference", 2.0, on_ratio=True)
+        ),
         Figure("server CPU", out["server_cpu"], "s", False),
     ]
 
 
-@case("mirror-small-resync", "mirror those datasets again, nothing changed (reference: the "
-      "same loop)")
+@case(
+    "mirror-small-resync", "mirror those datasets again, nothing changed (reference: the same loop)"
+)
 def mirror_small_resync(ctx: Context, side: str) -> list[Figure]:
     root, digests = _small_tree(ctx)
     work = ctx.scratch(f"small-resync-{side}")
@@ -660,12 +763,12 @@ def mirror_small_resync(ctx: Context, side: str) -> list[Figure]:
             if (tally.requests, tally.received) != (counted["requests"], counted["received"]):
                 raise VerificationError(
                     f"the relay counted {tally.requests} requests / {tally.received} B, "
-                    f"cat2sync {counted['requests']} / {counted['received']} B")
+                    f"cat2sync {counted['requests']} / {counted['received']} B"
+                )
             requests, received = again["requests"], again["received"]
         else:  # it has no state: the same loop again, timed, then once more relayed
             cold = run_isolated(reference_mirror_worker, ctx.url, ctx.user, root, str(dest))
-            again = run_isolated(reference_mirror_worker, ctx.url, ctx.user, root, str(dest),
-                                 pid)
+            again = run_isolated(reference_mirror_worker, ctx.url, ctx.user, root, str(dest), pid)
             proxy.reset()
             run_isolated(reference_mirror_worker, proxy.url, ctx.user, root, str(dest))
             tally = _not_auth(proxy)
@@ -679,8 +782,13 @@ def mirror_small_resync(ctx: Context, side: str) -> list[Figure]:
         Figure("bytes received", received / 1e3, "kB", False),
         Figure("wall time", again["seconds"], "s", False),
         Figure("server CPU", again["server_cpu"], "s", False),
-        Figure("re-sync / cold mirror", again["seconds"] / cold["seconds"], "x", False,
-               Target("≤ 0.2x", 0.2)),
+        Figure(
+            "re-sync / cold mirror",
+            again["seconds"] / cold["seconds"],
+            "x",
+            False,
+            Target("≤ 0.2x", 0.2),
+        ),
     ]
 
 
@@ -709,9 +817,9 @@ def _large_dataset(ctx: Context, kind: str) -> tuple[Path, str]:
             if kind == "walk":
                 walk = carry + np.cumsum(rng.standard_normal(count))
                 carry = float(walk[-1])
-                array[start:start + count] = np.round(walk, 2)
+                array[start : start + count] = np.round(walk, 2)
             else:
-                array[start:start + count] = np.frombuffer(rng.bytes(count * 8), np.uint64)
+                array[start : start + count] = np.frombuffer(rng.bytes(count * 8), np.uint64)
         del array
         remote = f"{REMOTE}/large-{kind}/{path.name}"
         with _client(ctx) as client:
@@ -729,8 +837,7 @@ def _large_mirror(ctx: Context, side: str, kind: str) -> list[Figure]:
     work = ctx.scratch(f"large-{kind}-{side}")
     if side == "cat2sync":
         dest = work / "mirror"
-        manifest = _subscribe(work, "cat2sync.toml", ctx.url, ctx, remote.rsplit("/", 1)[0],
-                              dest)
+        manifest = _subscribe(work, "cat2sync.toml", ctx.url, ctx, remote.rsplit("/", 1)[0], dest)
         out = run_isolated(daemon_once_worker, str(manifest))
         _check_pass(side, out)
         got = dest / local.name
@@ -739,30 +846,43 @@ def _large_mirror(ctx: Context, side: str, kind: str) -> list[Figure]:
         got = work / local.name
         # The server serves /api/fetch from the file and /api/download from memory; the
         # issue's reference is the download URL, the other is shown beside it.
-        fetch_seconds = run_isolated(raw_get_worker, ctx.url, ctx.user, remote, str(got),
-                                     "fetch")["seconds"]
+        fetch_seconds = run_isolated(raw_get_worker, ctx.url, ctx.user, remote, str(got), "fetch")[
+            "seconds"
+        ]
         out = run_isolated(raw_get_worker, ctx.url, ctx.user, remote, str(got))
     if not got.is_file() or not _same_bytes(got, local):
         raise VerificationError(f"{side}: the mirrored {local.name} differs from the source")
     size = got.stat().st_size
     shutil.rmtree(work)
     return [
-        Figure("MB/s", size / out["seconds"] / MB, "MB/s", True,
-               Target("≥ 0.9x raw GET", 0.9, on_ratio=True)),
-        Figure("MB/s (reference: raw GET of the fetch URL)", size / fetch_seconds / MB, "MB/s",
-               True),
+        Figure(
+            "MB/s",
+            size / out["seconds"] / MB,
+            "MB/s",
+            True,
+            Target("≥ 0.9x raw GET", 0.9, on_ratio=True),
+        ),
+        Figure(
+            "MB/s (reference: raw GET of the fetch URL)", size / fetch_seconds / MB, "MB/s", True
+        ),
         Figure("peak RSS", out["rss_peak_mb"], "MB", False, Target("< 200 MB", 200.0)),
     ]
 
 
-@case("mirror-large-walk", "mirror one compressible dataset of --large-mb MB as stored "
-      "(reference: raw streaming httpx GET to disk)")
+@case(
+    "mirror-large-walk",
+    "mirror one compressible dataset of --large-mb MB as stored "
+    "(reference: raw streaming httpx GET to disk)",
+)
 def mirror_large_walk(ctx: Context, side: str) -> list[Figure]:
     return _large_mirror(ctx, side, "walk")
 
 
-@case("mirror-large-random", "mirror one incompressible dataset of --large-mb MB (reference: "
-      "raw streaming httpx GET to disk)")
+@case(
+    "mirror-large-random",
+    "mirror one incompressible dataset of --large-mb MB (reference: "
+    "raw streaming httpx GET to disk)",
+)
 def mirror_large_random(ctx: Context, side: str) -> list[Figure]:
     return _large_mirror(ctx, side, "random")
 
@@ -770,8 +890,11 @@ def mirror_large_random(ctx: Context, side: str) -> list[Figure]:
 # -- 5. remote growth ------------------------------------------------------------------
 
 
-@case("mirror-remote-growth", "a mirrored (N, 1000) array grows remotely by 1 %: bytes of the "
-      "next pass (reference: download again)")
+@case(
+    "mirror-remote-growth",
+    "a mirrored (N, 1000) array grows remotely by 1 %: bytes of the "
+    "next pass (reference: download again)",
+)
 def mirror_remote_growth(ctx: Context, side: str) -> list[Figure]:
     sz = _sizes(ctx)
     run = _next_run(ctx, f"rgrow-{side}")
@@ -809,16 +932,18 @@ def mirror_remote_growth(ctx: Context, side: str) -> list[Figure]:
     shutil.rmtree(work)
     return [
         Figure("downloaded", received / MB, "MB", False),
-        Figure("vs growth + 1 chunk", received / allowance, "x", False,
-               Target("≤ 1.5x", 1.5)),
+        Figure("vs growth + 1 chunk", received / allowance, "x", False, Target("≤ 1.5x", 1.5)),
     ]
 
 
 # -- 6. latency of a burst -------------------------------------------------------------
 
 
-@case("watch-latency", "a burst of 100 small .b2nd files in a watched folder: from settled "
-      "(last write + settle) to stored (reference: cat2-agent, settle 0)")
+@case(
+    "watch-latency",
+    "a burst of 100 small .b2nd files in a watched folder: from settled "
+    "(last write + settle) to stored (reference: cat2-agent, settle 0)",
+)
 def watch_latency(ctx: Context, side: str) -> list[Figure]:
     sz = _sizes(ctx)
     run = _next_run(ctx, f"burst-{side}")
@@ -827,8 +952,12 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
     folder = work / "watched"
     folder.mkdir()
     rng = np.random.default_rng(run)
-    payloads = {f"f{i:03d}.b2nd": blosc2.asarray(
-        np.round(np.cumsum(rng.standard_normal(1000)), 2)).to_cframe() for i in range(sz.burst)}
+    payloads = {
+        f"f{i:03d}.b2nd": blosc2.asarray(
+            np.round(np.cumsum(rng.standard_normal(1000)), 2)
+        ).to_cframe()
+        for i in range(sz.burst)
+    }
     written: dict[str, float] = {}
     pid = ctx.server_pid
     with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE) as watcher:
@@ -836,9 +965,13 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
         for name, data in payloads.items():
             (folder / name).write_bytes(data)  # one write: the file is complete at once
             written[name] = time.time()
-        _wait_for(f"{side}: all {len(payloads)} files stored", lambda: all(
-            watcher.arrival(name, after) is not None for name, after in written.items()),
-            timeout=60 + len(payloads))
+        _wait_for(
+            f"{side}: all {len(payloads)} files stored",
+            lambda: all(
+                watcher.arrival(name, after) is not None for name, after in written.items()
+            ),
+            timeout=60 + len(payloads),
+        )
         server_cpu = _process_cpu(pid) - cpu0
         watcher.quiesce()
         requests = watcher.requests()
@@ -853,16 +986,17 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
             raise VerificationError(f"{side}: {name} was not stored with its content")
     shutil.rmtree(work)
     return [
-        Figure("p50 after settle", _percentile(latencies, 50), "s", False,
-               Target("≤ 0.3 s", 0.3)),
-        Figure("p99 after settle", _percentile(latencies, 99), "s", False,
-               Target("≤ 1 s", 1.0)),
+        Figure("p50 after settle", _percentile(latencies, 50), "s", False, Target("≤ 0.3 s", 0.3)),
+        Figure("p99 after settle", _percentile(latencies, 99), "s", False, Target("≤ 1 s", 1.0)),
         Figure("requests per file", requests / len(payloads), "req", False),
         Figure("server CPU per file", 1e3 * server_cpu / len(payloads), "ms", False),
         # Near 100 %: the server, not the watcher, sets the pace of the burst.
-        Figure("server busy from the first file due to the last arrival",
-               100 * server_cpu / (last_arrival - min(written.values()) - watcher.settle),
-               "%", True),
+        Figure(
+            "server busy from the first file due to the last arrival",
+            100 * server_cpu / (last_arrival - min(written.values()) - watcher.settle),
+            "%",
+            True,
+        ),
     ]
 
 
@@ -894,30 +1028,47 @@ def _scale_manifest(ctx: Context) -> Path:
             fd = os.open(folder / f"f{i:06d}.dat", flags, 0o644)
             os.write(fd, b"%08d\n" % i)
             os.close(fd)
-        manifest = _write_manifest(ctx.workdir / "scale" / "cat2sync.toml", ctx.url, ctx.user,
-                                   uploads=[{"name": "scale", "local": str(tree),
-                                             "remote": f"{REMOTE}/scale"}])
+        manifest = _write_manifest(
+            ctx.workdir / "scale" / "cat2sync.toml",
+            ctx.url,
+            ctx.user,
+            uploads=[{"name": "scale", "local": str(tree), "remote": f"{REMOTE}/scale"}],
+        )
         rule = load_manifest(manifest).uploads[0]
         with StateStore(manifest.parent / "state") as state:
             for rel, st in scan(tree, Matcher(rule.include, rule.exclude)):
-                state.put_shipped(Shipped(
-                    rule=rule.name, relpath=rel, remote=f"{rule.remote}/{rel}", kind="file",
-                    size=st.st_size, mtime_ns=st.st_mtime_ns, dev=st.st_dev, inode=st.st_ino))
+                state.put_shipped(
+                    Shipped(
+                        rule=rule.name,
+                        relpath=rel,
+                        remote=f"{rule.remote}/{rel}",
+                        kind="file",
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        dev=st.st_dev,
+                        inode=st.st_ino,
+                    )
+                )
         return manifest
 
     manifest: Path = ctx.cached("scale-tree", make)
     return manifest
 
 
-@case("watch-scale", "start the daemon on a watched tree of --scale-files files, all already "
-      "shipped: start-up, memory, idle CPU", sides=("cat2sync",))
+@case(
+    "watch-scale",
+    "start the daemon on a watched tree of --scale-files files, all already "
+    "shipped: start-up, memory, idle CPU",
+    sides=("cat2sync",),
+)
 def watch_scale(ctx: Context, side: str) -> list[Figure]:
     manifest = _scale_manifest(ctx)
     out = run_isolated(scale_worker, str(manifest), _sizes(ctx).idle_s)
     if out["requests"] or out["queued"] or out["pending"]:
         raise VerificationError(
             f"start-up on a shipped tree made {out['requests']} requests and queued "
-            f"{out['queued']} files ({out['pending']} pending): it should send nothing")
+            f"{out['queued']} files ({out['pending']} pending): it should send nothing"
+        )
     if out["watch_failed"]:
         raise VerificationError(f"the watch failed: {out['watch_failed']}")
     return [
@@ -925,6 +1076,5 @@ def watch_scale(ctx: Context, side: str) -> list[Figure]:
         Figure("rescan pass", out["rescan"], "s", False),
         Figure("RSS before start-up", out["rss_before_mb"], "MB", False),
         Figure("RSS once settled", out["rss_mb"], "MB", False),
-        Figure("idle CPU", out["idle_cpu_pct"], "% core", False,
-               Target("≈ 0 (≤ 1 %)", 1.0)),
+        Figure("idle CPU", out["idle_cpu_pct"], "% core", False, Target("≈ 0 (≤ 1 %)", 1.0)),
     ]

@@ -52,30 +52,60 @@ TINY_SCALE_FILES = 2000
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=float, default=200.0,
-                        help="size of the test files in MB (default: 200)")
-    parser.add_argument("--small-files", type=int, default=1000, metavar="N",
-                        help="datasets in the many-small-files mirror cases (default: 1000)")
-    parser.add_argument("--large-mb", type=float, default=1000.0, metavar="N",
-                        help="size of the large mirrored datasets in MB (default: 1000)")
-    parser.add_argument("--scale-files", type=int, default=100_000, metavar="N",
-                        help="files in the watched tree of the scale case (default: 100000)")
-    parser.add_argument("--tiny", action="store_true",
-                        help=f"smoke mode: {TINY_MB:g} MB files, {TINY_SMALL_FILES} small "
-                             f"datasets, {TINY_LARGE_MB:g} MB large ones, a "
-                             f"{TINY_SCALE_FILES}-file tree (overrides the size options)")
-    parser.add_argument("--cases", nargs="+", metavar="NAME",
-                        help="run only these cases (default: all; see --list)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="runs per case and client; the best is reported (default: 2)")
+    parser.add_argument(
+        "--size-mb", type=float, default=200.0, help="size of the test files in MB (default: 200)"
+    )
+    parser.add_argument(
+        "--small-files",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="datasets in the many-small-files mirror cases (default: 1000)",
+    )
+    parser.add_argument(
+        "--large-mb",
+        type=float,
+        default=1000.0,
+        metavar="N",
+        help="size of the large mirrored datasets in MB (default: 1000)",
+    )
+    parser.add_argument(
+        "--scale-files",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="files in the watched tree of the scale case (default: 100000)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help=f"smoke mode: {TINY_MB:g} MB files, {TINY_SMALL_FILES} small "
+        f"datasets, {TINY_LARGE_MB:g} MB large ones, a "
+        f"{TINY_SCALE_FILES}-file tree (overrides the size options)",
+    )
+    parser.add_argument(
+        "--cases", nargs="+", metavar="NAME", help="run only these cases (default: all; see --list)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs per case and client; the best is reported (default: 2)",
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
-    parser.add_argument("--json", type=Path, metavar="FILE",
-                        help="also write the results as JSON to FILE")
-    parser.add_argument("--workdir", type=Path,
-                        help="where to put the server and the data (default: a temp dir)")
-    parser.add_argument("--profile-server", type=Path, metavar="DIR",
-                        help="sample the server with py-spy during every run; write the "
-                             "stacks to DIR and print where its CPU went")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="where to put the server and the data (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--profile-server",
+        type=Path,
+        metavar="DIR",
+        help="sample the server with py-spy during every run; write the "
+        "stacks to DIR and print where its CPU went",
+    )
     args = parser.parse_args(argv)
     if args.profile_server and not have_py_spy():
         parser.error("--profile-server needs py-spy on PATH (pip install py-spy)")
@@ -140,9 +170,13 @@ def _target(ref: Figure | None, ours: Figure | None) -> tuple[str, bool | None]:
 Best = dict[tuple[str, str], dict[str, Figure]]
 
 
-def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
-               profile: Path | None = None,
-               ) -> tuple[Best, list[str], set[tuple[str, str]]]:
+def _run_cases(
+    ctx: Context,
+    names: list[str],
+    sides: list[str],
+    repeat: int,
+    profile: Path | None = None,
+) -> tuple[Best, list[str], set[tuple[str, str]]]:
     """Run everything; return the best figure per (case, metric) and side, the
     failures, and the (case, side) pairs that produced figures at least once.
 
@@ -169,15 +203,24 @@ def _run_cases(ctx: Context, names: list[str], sides: list[str], repeat: int,
                     continue
                 except Exception as exc:
                     failures.append(f"{name} [{side}]: {type(exc).__name__}: {exc}")
-                    print(f"!! {label}: failed:\n{traceback.format_exc()}", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"!! {label}: failed:\n{traceback.format_exc()}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     continue
                 shown = ", ".join(f"{f.metric} {_fmt(f)}" for f in figures)
-                print(f"   {label} ({time.perf_counter() - began:.0f} s): {shown}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"   {label} ({time.perf_counter() - began:.0f} s): {shown}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if stacks is not None and stacks.exists():
-                    print(f"   server profile ({stacks.name}): {format_breakdown(stacks)}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"   server profile ({stacks.name}): {format_breakdown(stacks)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 ran.add((name, side))
                 for fig in figures:
                     slot = best.setdefault((name, fig.metric), {})
@@ -198,12 +241,15 @@ def _table(best: Best, ran: set[tuple[str, str]]) -> tuple[str, list[str]]:
     for (name, metric), by_side in best.items():
         ref, ours = by_side.get("reference"), by_side.get("cat2sync")
         applies = "reference" in CASES[name].sides and (
-            (name, "reference") not in ran or ref is not None)
+            (name, "reference") not in ran or ref is not None
+        )
         target, met = _target(ref, ours)
         if met is False:
             missed.append(f"{name}: {metric}")
-        lines.append(f"| {name}: {metric} | {_fmt(ref, '-' if applies else 'n/a')} | "
-                     f"{_fmt(ours)} | {_ratio(ref, ours)} | {target} |")
+        lines.append(
+            f"| {name}: {metric} | {_fmt(ref, '-' if applies else 'n/a')} | "
+            f"{_fmt(ours)} | {_ratio(ref, ours)} | {target} |"
+        )
     return "\n".join(lines), missed
 
 
@@ -218,15 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     names = args.cases or list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
-        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(CASES)}",
-              file=sys.stderr)
+        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
         return 2
 
     sides = list(SIDES)
     if not have_reference():
-        print("NOTE: the reference client (caterva2.Client) is not importable, so only "
-              "cat2sync is measured.\n      Install it to compare: "
-              "pip install 'caterva2[clients]>=2026.9.2,<2027'", file=sys.stderr)
+        print(
+            "NOTE: the reference client (caterva2.Client) is not importable, so only "
+            "cat2sync is measured.\n      Install it to compare: "
+            "pip install 'caterva2[clients]>=2026.9.2,<2027'",
+            file=sys.stderr,
+        )
         sides.remove("reference")
 
     started = dt.datetime.now().astimezone()
@@ -238,48 +286,70 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
         except ServerStartError as exc:
-            print(f"cannot start the Caterva2 server (pip install 'cat2sync[server]'):\n{exc}",
-                  file=sys.stderr)
+            print(
+                f"cannot start the Caterva2 server (pip install 'cat2sync[server]'):\n{exc}",
+                file=sys.stderr,
+            )
             return 2
         try:
             server.add_user(*USER)
-            ctx = Context(url=server.url, user=USER, workdir=workdir,
-                          server_state=server.state_dir / "state", server_pid=server.pid,
-                          size_mb=args.size_mb, small_files=args.small_files,
-                          large_mb=args.large_mb, scale_files=args.scale_files,
-                          tiny=args.tiny)
-            best, failures, ran = _run_cases(ctx, names, sides, args.repeat,
-                                             args.profile_server)
+            ctx = Context(
+                url=server.url,
+                user=USER,
+                workdir=workdir,
+                server_state=server.state_dir / "state",
+                server_pid=server.pid,
+                size_mb=args.size_mb,
+                small_files=args.small_files,
+                large_mb=args.large_mb,
+                scale_files=args.scale_files,
+                tiny=args.tiny,
+            )
+            best, failures, ran = _run_cases(ctx, names, sides, args.repeat, args.profile_server)
         finally:
             server.stop()
 
     finished = dt.datetime.now().astimezone()
     table, missed = _table(best, ran)
-    print(f"\ncat2sync benchmark, {started:%Y-%m-%d %H:%M %Z} "
-          f"({(finished - started).total_seconds() / 60:.1f} min): {args.size_mb:g} MB files, "
-          f"{args.small_files} small datasets, {args.large_mb:g} MB large ones, "
-          f"{args.scale_files} files in the scale tree; best of {args.repeat}\n"
-          f"{_machine()}; load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after\nPython {platform.python_version()}, "
-          f"cat2sync {_version('cat2sync')}, caterva2 {_version('caterva2')}, "
-          f"blosc2 {_version('blosc2')}, httpx {_version('httpx')}")
+    print(
+        f"\ncat2sync benchmark, {started:%Y-%m-%d %H:%M %Z} "
+        f"({(finished - started).total_seconds() / 60:.1f} min): {args.size_mb:g} MB files, "
+        f"{args.small_files} small datasets, {args.large_mb:g} MB large ones, "
+        f"{args.scale_files} files in the scale tree; best of {args.repeat}\n"
+        f"{_machine()}; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after\nPython {platform.python_version()}, "
+        f"cat2sync {_version('cat2sync')}, caterva2 {_version('caterva2')}, "
+        f"blosc2 {_version('blosc2')}, httpx {_version('httpx')}"
+    )
     print("ratio: cat2sync relative to the reference, > 1 means cat2sync is better\n")
     print(table)
     if missed:
         print(f"\n{len(missed)} target(s) missed: {'; '.join(missed)}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "date": started.isoformat(), "size_mb": args.size_mb, "repeat": args.repeat,
-            "small_files": args.small_files, "large_mb": args.large_mb,
-            "scale_files": args.scale_files, "machine": _machine(),
-            "results": [
-                {"case": name, "metric": metric,
-                 **{side: _as_dict(fig) for side, fig in by_side.items()}}
-                for (name, metric), by_side in best.items()
-            ],
-            "failures": failures,
-            "targets_missed": missed,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": started.isoformat(),
+                    "size_mb": args.size_mb,
+                    "repeat": args.repeat,
+                    "small_files": args.small_files,
+                    "large_mb": args.large_mb,
+                    "scale_files": args.scale_files,
+                    "machine": _machine(),
+                    "results": [
+                        {
+                            "case": name,
+                            "metric": metric,
+                            **{side: _as_dict(fig) for side, fig in by_side.items()},
+                        }
+                        for (name, metric), by_side in best.items()
+                    ],
+                    "failures": failures,
+                    "targets_missed": missed,
+                },
+                indent=2,
+            )
+        )
     if failures:
         print("\nFAILED (these figures are missing from the table):", file=sys.stderr)
         for line in failures:
@@ -289,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _as_dict(fig: Figure) -> dict[str, Any]:
-    out: dict[str, Any] = {"value": fig.value, "unit": fig.unit,
-                           "higher_is_better": fig.higher_is_better}
+    out: dict[str, Any] = {
+        "value": fig.value,
+        "unit": fig.unit,
+        "higher_is_better": fig.higher_is_better,
+    }
     if fig.target is not None:
         out["target"] = fig.target.text
     return out

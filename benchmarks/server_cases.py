@@ -28,14 +28,16 @@ WRITES = "@shared/bench-floor"
 
 def _logged_in(ctx: Context) -> httpx.Client:
     http = _anonymous(ctx)
-    http.post("/auth/jwt/login",
-              data={"username": ctx.user[0], "password": ctx.user[1]}).raise_for_status()
+    http.post(
+        "/auth/jwt/login", data={"username": ctx.user[0], "password": ctx.user[1]}
+    ).raise_for_status()
     return http
 
 
 def _anonymous(ctx: Context) -> httpx.Client:
-    return httpx.Client(base_url=ctx.url, timeout=60,
-                        limits=httpx.Limits(max_connections=CONCURRENCY))
+    return httpx.Client(
+        base_url=ctx.url, timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)
+    )
 
 
 def _server_ms(ctx: Context, paths: list[str], send: Callable[[str], None]) -> tuple[float, float]:
@@ -57,13 +59,18 @@ def _poster(http: httpx.Client, **kwargs: Any) -> Callable[[str], None]:
     return send
 
 
-def _write_costs(ctx: Context, http: httpx.Client, body: bytes, count: int,
-                 ) -> tuple[float, float]:
+def _write_costs(
+    ctx: Context,
+    http: httpx.Client,
+    body: bytes,
+    count: int,
+) -> tuple[float, float]:
     """Server CPU (ms) of an upload of ``body`` as a new dataset, and of a move: the two
     requests a watched file costs (uploaded beside its name, then moved onto it)."""
     names = [f"{WRITES}/d{i:05d}.b2nd" for i in range(count)]
-    upload, _ = _server_ms(ctx, [f"/api/upload/{n}" for n in names],
-                           _poster(http, files={"file": ("d.b2nd", body)}))
+    upload, _ = _server_ms(
+        ctx, [f"/api/upload/{n}" for n in names], _poster(http, files={"file": ("d.b2nd", body)})
+    )
     moves = iter(names)
 
     def move(_: str) -> None:
@@ -78,8 +85,10 @@ def _write_costs(ctx: Context, http: httpx.Client, body: bytes, count: int,
     return upload, move_ms
 
 
-def _getter(http: httpx.Client, expect: Callable[[str, bytes], None] | None = None,
-            ) -> Callable[[str], None]:
+def _getter(
+    http: httpx.Client,
+    expect: Callable[[str, bytes], None] | None = None,
+) -> Callable[[str], None]:
     def send(path: str) -> None:
         answer = http.get(path)
         if answer.status_code != 200:
@@ -90,8 +99,12 @@ def _getter(http: httpx.Client, expect: Callable[[str, bytes], None] | None = No
     return send
 
 
-@case("server-floor", "the server alone (bare httpx, 4 at a time): CPU per request of each "
-      "endpoint the mirror cases use", sides=("cat2sync",))
+@case(
+    "server-floor",
+    "the server alone (bare httpx, 4 at a time): CPU per request of each "
+    "endpoint the mirror cases use",
+    sides=("cat2sync",),
+)
 def server_floor(ctx: Context, side: str) -> list[Figure]:
     root, digests = _small_tree(ctx)
     names = sorted(digests)
@@ -102,33 +115,45 @@ def server_floor(ctx: Context, side: str) -> list[Figure]:
             raise VerificationError(f"{path}: the body differs from the stored dataset")
 
     with contextlib.closing(_logged_in(ctx)) as http, _anonymous(ctx) as anon:
-        http.post("/api/copy/", json={"src": f"{root}/{names[0]}", "dst": PUBLIC_COPY},
-                  ).raise_for_status()
+        http.post(
+            "/api/copy/",
+            json={"src": f"{root}/{names[0]}", "dst": PUBLIC_COPY},
+        ).raise_for_status()
         try:
             roots, _ = _server_ms(ctx, ["/api/roots"] * len(names), _getter(http))
-            info, busy = _server_ms(ctx, [f"/api/info/{root}/{n}" for n in names],
-                                    _getter(http))
-            fetch, _ = _server_ms(ctx, [f"/api/fetch/{root}/{n}" for n in names],
-                                  _getter(http, same_bytes))
-            download, _ = _server_ms(ctx, [f"/api/download/{root}/{n}" for n in names],
-                                     _getter(http, same_bytes))
-            public, _ = _server_ms(ctx, [f"/api/info/{PUBLIC_COPY}"] * len(names),
-                                   _getter(anon))
-            upload, move = _write_costs(ctx, http, http.get(f"/api/fetch/{root}/{names[0]}")
-                                        .content, len(names))
+            info, busy = _server_ms(ctx, [f"/api/info/{root}/{n}" for n in names], _getter(http))
+            fetch, _ = _server_ms(
+                ctx, [f"/api/fetch/{root}/{n}" for n in names], _getter(http, same_bytes)
+            )
+            download, _ = _server_ms(
+                ctx, [f"/api/download/{root}/{n}" for n in names], _getter(http, same_bytes)
+            )
+            public, _ = _server_ms(ctx, [f"/api/info/{PUBLIC_COPY}"] * len(names), _getter(anon))
+            upload, move = _write_costs(
+                ctx, http, http.get(f"/api/fetch/{root}/{names[0]}").content, len(names)
+            )
         finally:
             http.post(f"/api/remove/{PUBLIC_COPY}")
     return [
-        Figure("server CPU per request: GET /api/roots, logged in (the cheapest)", roots, "ms",
-               False),
+        Figure(
+            "server CPU per request: GET /api/roots, logged in (the cheapest)", roots, "ms", False
+        ),
         Figure("server CPU per request: info, logged in", info, "ms", False),
         Figure("server CPU per request: fetch (whole dataset), logged in", fetch, "ms", False),
         Figure("server CPU per request: download, logged in", download, "ms", False),
         Figure("server CPU per request: info on @public, anonymous", public, "ms", False),
-        Figure("server CPU per request: upload of a new dataset (a few KB), logged in", upload,
-               "ms", False),
+        Figure(
+            "server CPU per request: upload of a new dataset (a few KB), logged in",
+            upload,
+            "ms",
+            False,
+        ),
         Figure("server CPU per request: move, logged in", move, "ms", False),
         Figure("server busy during the info requests", 100 * busy, "%", True),
-        Figure(f"floor: {len(names)} x the cheapest logged-in request", roots * len(names) / 1e3,
-               "s", False),
+        Figure(
+            f"floor: {len(names)} x the cheapest logged-in request",
+            roots * len(names) / 1e3,
+            "s",
+            False,
+        ),
     ]

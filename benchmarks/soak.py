@@ -66,20 +66,30 @@ def _proc_status(pid: int) -> dict[str, str]:
 def sample(pid: int) -> dict[str, float]:
     """RSS (MB), open file descriptors and threads of process ``pid``."""
     status = _proc_status(pid)
-    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024,
-            "fds": sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()),
-            "threads": int(status["Threads"])}
+    return {
+        "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+        "fds": sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()),
+        "threads": int(status["Threads"]),
+    }
 
 
 class Daemon:
     def __init__(self, manifest: Path, log: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
         env.pop("NOTIFY_SOCKET", None)
         self.log = log
         with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cat2sync", "run", str(manifest)],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cat2sync", "run", str(manifest)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -165,8 +175,11 @@ class Workload:
                 victim.rename(target)
 
     def run_file(self) -> None:
-        _atomic_array(self.up / "runs" / f"r{self.rng.randrange(5)}.b2nd",
-                      self._rows(self.rng.randint(500, 5000)), chunks=(250, COLS))
+        _atomic_array(
+            self.up / "runs" / f"r{self.rng.randrange(5)}.b2nd",
+            self._rows(self.rng.randint(500, 5000)),
+            chunks=(250, COLS),
+        )
 
     # remote
     def _put(self, name: str, data: bytes | np.ndarray) -> None:
@@ -190,13 +203,20 @@ class Workload:
         self.truth[name] = np.concatenate([old, rows])
 
     def doc(self) -> None:
-        self._put(f"docs/d{self.rng.randrange(10)}.txt", self.rng.randbytes(
-            self.rng.randint(100, 200_000)))
+        self._put(
+            f"docs/d{self.rng.randrange(10)}.txt",
+            self.rng.randbytes(self.rng.randint(100, 200_000)),
+        )
 
     def step(self) -> None:
         actions: list[tuple[int, Callable[[], None]]] = [
-            (6, self.grow), (4, self.note), (1, self.shuffle), (1, self.run_file),
-            (4, self.append_remote), (2, self.doc)]
+            (6, self.grow),
+            (4, self.note),
+            (1, self.shuffle),
+            (1, self.run_file),
+            (4, self.append_remote),
+            (2, self.doc),
+        ]
         func = self.rng.choices([f for _, f in actions], [w for w, _ in actions])[0]
         func()
         self.counts[func.__name__] = self.counts.get(func.__name__, 0) + 1
@@ -206,8 +226,11 @@ class Workload:
 
 
 def _local_files(folder: Path) -> dict[str, Path]:
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*")
-            if p.is_file() and not p.name.startswith(("~", "."))}
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(("~", "."))
+    }
 
 
 def _read_remote(client: Client, remote: str, tmp: Path) -> bytes | np.ndarray:
@@ -219,8 +242,13 @@ def _read_remote(client: Client, remote: str, tmp: Path) -> bytes | np.ndarray:
 
 def _same(a: bytes | np.ndarray, b: bytes | np.ndarray) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-                and a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b)))
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b))
+        )
     return a == b
 
 
@@ -230,8 +258,9 @@ def _load(path: Path) -> bytes | np.ndarray:
     return path.read_bytes()
 
 
-def problems(client: Client, work: Workload, r_up: str, mirrors: dict[Path, str],
-             scratch: Path) -> list[str]:
+def problems(
+    client: Client, work: Workload, r_up: str, mirrors: dict[Path, str], scratch: Path
+) -> list[str]:
     """Everything that is not (yet) exactly as it must be."""
     found: list[str] = []
     source = {rel: _load(p) for rel, p in _local_files(work.up).items()}
@@ -256,8 +285,11 @@ def problems(client: Client, work: Workload, r_up: str, mirrors: dict[Path, str]
         if set(have) != set(want):
             found.append(f"{folder.name}: files differ ({sorted(set(have) ^ set(want))[:5]})")
             continue
-        found += [f"{folder.name}/{n}: content differs" for n, p in have.items()
-                  if not _same(_load(p), want[n])]
+        found += [
+            f"{folder.name}/{n}: content differs"
+            for n, p in have.items()
+            if not _same(_load(p), want[n])
+        ]
     return found
 
 
@@ -276,21 +308,32 @@ def _workdir(parent: str | None, keep: bool) -> Iterator[Path]:
 
 def _table(start: dict[str, float], end: dict[str, float], peak: dict[str, float]) -> str:
     rows = ["| metric | start | end | peak | change |", "|---|---|---|---|---|"]
-    for key, label in (("rss_mb", "RSS (MB)"), ("fds", "open file descriptors"),
-                       ("threads", "threads")):
-        rows.append(f"| {label} | {start[key]:.1f} | {end[key]:.1f} | {peak[key]:.1f} | "
-                    f"{end[key] - start[key]:+.1f} |")
+    for key, label in (
+        ("rss_mb", "RSS (MB)"),
+        ("fds", "open file descriptors"),
+        ("threads", "threads"),
+    ):
+        rows.append(
+            f"| {label} | {start[key]:.1f} | {end[key]:.1f} | {peak[key]:.1f} | "
+            f"{end[key] - start[key]:+.1f} |"
+        )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=30.0,
-                        help="how long the workload runs (default: 30)")
-    parser.add_argument("--rate", type=float, default=4.0,
-                        help="workload actions per second (default: 4)")
-    parser.add_argument("--sample", type=float, default=60.0,
-                        help="seconds between samples of the daemon (default: 60)")
+    parser.add_argument(
+        "--minutes", type=float, default=30.0, help="how long the workload runs (default: 30)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=4.0, help="workload actions per second (default: 4)"
+    )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=60.0,
+        help="seconds between samples of the daemon (default: 60)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default: 1)")
     parser.add_argument("--workdir", help="create the temporary directory inside this one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -307,27 +350,54 @@ def main(argv: list[str] | None = None) -> int:
             work.seed()
             mirrors = {root / "mirror-src": r_src, root / "mirror-up": r_up}
             manifest = root / "cat2sync.toml"
-            manifest.write_text(tomli_w.dumps({
-                "daemon": {"state_dir": str(root / "state"), "retry_max": "10s"},
-                "server": {"url": server.url, "username": USER[0], "password": USER[1]},
-                "upload": [{"name": "up", "local": str(work.up), "remote": r_up,
-                            "settle": "0.5s", "exclude": ["**/~*"], "delete": True,
-                            "max_delete": 1.0}],
-                "subscribe": [{"name": "src", "root": r_src, "local": str(root / "mirror-src"),
-                               "every": "5s"},
-                              {"name": "roundtrip", "root": r_up,
-                               "local": str(root / "mirror-up"), "every": "5s",
-                               "delete": True, "max_delete": 1.0}],
-            }))
+            manifest.write_text(
+                tomli_w.dumps(
+                    {
+                        "daemon": {"state_dir": str(root / "state"), "retry_max": "10s"},
+                        "server": {"url": server.url, "username": USER[0], "password": USER[1]},
+                        "upload": [
+                            {
+                                "name": "up",
+                                "local": str(work.up),
+                                "remote": r_up,
+                                "settle": "0.5s",
+                                "exclude": ["**/~*"],
+                                "delete": True,
+                                "max_delete": 1.0,
+                            }
+                        ],
+                        "subscribe": [
+                            {
+                                "name": "src",
+                                "root": r_src,
+                                "local": str(root / "mirror-src"),
+                                "every": "5s",
+                            },
+                            {
+                                "name": "roundtrip",
+                                "root": r_up,
+                                "local": str(root / "mirror-up"),
+                                "every": "5s",
+                                "delete": True,
+                                "max_delete": 1.0,
+                            },
+                        ],
+                    }
+                )
+            )
             daemon = Daemon(manifest, root / "daemon.log")
             daemon.wait_ready()
             time.sleep(10)  # the first passes
             start = sample(daemon.proc.pid)
             peak = dict(start)
-            print(f"soak: {args.minutes:g} min at {args.rate:g} actions/s; server {server.url}; "
-                  f"daemon pid {daemon.proc.pid}; workdir {root}")
-            print(f"{0:8.0f} s  rss {start['rss_mb']:7.1f} MB  fds {start['fds']:4.0f}  "
-                  f"threads {start['threads']:3.0f}")
+            print(
+                f"soak: {args.minutes:g} min at {args.rate:g} actions/s; server {server.url}; "
+                f"daemon pid {daemon.proc.pid}; workdir {root}"
+            )
+            print(
+                f"{0:8.0f} s  rss {start['rss_mb']:7.1f} MB  fds {start['fds']:4.0f}  "
+                f"threads {start['threads']:3.0f}"
+            )
             began = time.monotonic()
             next_sample = began + args.sample
             stop_at = began + args.minutes * 60
@@ -339,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
                 if time.monotonic() >= next_sample:
                     now = sample(daemon.proc.pid)
                     peak = {k: max(peak[k], now[k]) for k in peak}
-                    print(f"{time.monotonic() - began:8.0f} s  rss {now['rss_mb']:7.1f} MB  "
-                          f"fds {now['fds']:4.0f}  threads {now['threads']:3.0f}")
+                    print(
+                        f"{time.monotonic() - began:8.0f} s  rss {now['rss_mb']:7.1f} MB  "
+                        f"fds {now['fds']:4.0f}  threads {now['threads']:3.0f}"
+                    )
                     next_sample += args.sample
                 time.sleep(random.expovariate(args.rate))
             print(f"workload done: {work.counts}; waiting for the daemon to converge")
@@ -352,9 +424,19 @@ def main(argv: list[str] | None = None) -> int:
             end = sample(daemon.proc.pid)
             peak = {k: max(peak[k], end[k]) for k in peak}
             log = daemon.log.read_text(errors="replace")
-            events = {kind: log.count(f": {kind}: ") for kind in
-                      ("uploaded", "appended", "moved", "removed", "downloaded", "deleted",
-                       "failed", "skipped")}
+            events = {
+                kind: log.count(f": {kind}: ")
+                for kind in (
+                    "uploaded",
+                    "appended",
+                    "moved",
+                    "removed",
+                    "downloaded",
+                    "deleted",
+                    "failed",
+                    "skipped",
+                )
+            }
             print(f"daemon events: {events}")
             print(_table(start, end, peak))
             if found:

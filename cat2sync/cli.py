@@ -32,16 +32,23 @@ log = logging.getLogger("cat2sync")
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-                           "level": record.levelname.lower(), "logger": record.name,
-                           "message": record.getMessage()})
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
 
 
 def _setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                           "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(
+        _JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -55,21 +62,34 @@ def _setup_logging(level: str, fmt: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cat2sync",
-        description="Keep Blosc2/HDF5 data flowing between local folders and Caterva2 servers.")
+        description="Keep Blosc2/HDF5 data flowing between local folders and Caterva2 servers.",
+    )
     parser.add_argument("--version", action="version", version=f"cat2sync {__version__}")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        help="override the manifest's daemon.log_level")
-    parser.add_argument("--log-format", choices=["text", "json"],
-                        help="text for people (default), json for log collectors")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="override the manifest's daemon.log_level",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text for people (default), json for log collectors",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon in the foreground until SIGINT/SIGTERM",
-                         description="Reconcile every rule, then watch the folders and keep "
-                         "the server in step; logs one 'ready' line once the watches are armed.")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground until SIGINT/SIGTERM",
+        description="Reconcile every rule, then watch the folders and keep "
+        "the server in step; logs one 'ready' line once the watches are armed.",
+    )
     run.add_argument("manifest", type=Path)
 
-    once = sub.add_parser("once", help="one full pass of every rule, then exit",
-                          description="Exit code 1 when any file failed.")
+    once = sub.add_parser(
+        "once",
+        help="one full pass of every rule, then exit",
+        description="Exit code 1 when any file failed.",
+    )
     once.add_argument("manifest", type=Path)
 
     validate = sub.add_parser("validate", help="check a manifest and exit")
@@ -85,12 +105,27 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a starter manifest")
     init.add_argument("--server", help="server URL (default: an embedded local server)")
     init.add_argument("--username", help="login for the server")
-    init.add_argument("--upload", action="append", default=[], metavar="LOCAL:REMOTE",
-                      help="watch LOCAL and upload into REMOTE (repeatable)")
-    init.add_argument("--subscribe", action="append", default=[], metavar="REMOTE:LOCAL",
-                      help="mirror REMOTE into LOCAL (repeatable)")
-    init.add_argument("-o", "--output", type=Path, default=Path("cat2sync.toml"),
-                      help="where to write it (default: cat2sync.toml; '-' for stdout)")
+    init.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        metavar="LOCAL:REMOTE",
+        help="watch LOCAL and upload into REMOTE (repeatable)",
+    )
+    init.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        metavar="REMOTE:LOCAL",
+        help="mirror REMOTE into LOCAL (repeatable)",
+    )
+    init.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("cat2sync.toml"),
+        help="where to write it (default: cat2sync.toml; '-' for stdout)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     return parser
 
@@ -102,12 +137,17 @@ def _plugins() -> Plugins:
         raise Cat2Error(f"cannot load plugins: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _load(path: Path, plugins: Plugins | None = None, *, check_paths: bool = True,
-          ) -> Manifest:
+def _load(
+    path: Path,
+    plugins: Plugins | None = None,
+    *,
+    check_paths: bool = True,
+) -> Manifest:
     """The manifest, with plugin tables and transform names checked."""
     plugins = plugins or _plugins()
-    manifest = load_manifest(path, plugin_settings=plugins.declared_settings(),
-                             check_paths=check_paths)
+    manifest = load_manifest(
+        path, plugin_settings=plugins.declared_settings(), check_paths=check_paths
+    )
     plugins.check_manifest(manifest)
     plugins.configure(manifest)  # plugins check their own tables here
     return manifest
@@ -115,16 +155,19 @@ def _load(path: Path, plugins: Plugins | None = None, *, check_paths: bool = Tru
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest)
-    print(f"{args.manifest}: ok ({len(manifest.uploads)} upload, "
-          f"{len(manifest.subscriptions)} subscribe, {len(manifest.lazyexprs)} lazyexpr rules)")
+    print(
+        f"{args.manifest}: ok ({len(manifest.uploads)} upload, "
+        f"{len(manifest.subscriptions)} subscribe, {len(manifest.lazyexprs)} lazyexpr rules)"
+    )
     return EXIT_OK
 
 
 def _make_daemon(manifest: Manifest, plugins: Plugins, args: argparse.Namespace) -> Any:
     from .daemon import Daemon  # imports numpy/blosc2/httpx: only for commands that sync
 
-    _setup_logging(args.log_level or manifest.daemon.log_level,
-                   args.log_format or manifest.daemon.log_format)
+    _setup_logging(
+        args.log_level or manifest.daemon.log_level, args.log_format or manifest.daemon.log_format
+    )
     return Daemon(manifest, plugins=plugins)
 
 
@@ -174,9 +217,12 @@ def _status_of(manifest: Manifest) -> dict[str, Any]:
     db = manifest.daemon.state_dir / "state.db"
     rules = [r.name for r in manifest.uploads] + [r.name for r in manifest.subscriptions]
     if not db.exists():
-        return {"state_dir": str(manifest.daemon.state_dir),
-                "rules": {name: {"last_pass": None, "pending": 0, "last_error": None}
-                          for name in rules}}
+        return {
+            "state_dir": str(manifest.daemon.state_dir),
+            "rules": {
+                name: {"last_pass": None, "pending": 0, "last_error": None} for name in rules
+            },
+        }
     store = StateStore(manifest.daemon.state_dir, readonly=True)
     try:
         out: dict[str, Any] = {}
@@ -196,8 +242,7 @@ def _status_of(manifest: Manifest) -> dict[str, Any]:
 
 
 def _iso(stamp: float | None) -> str | None:
-    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%S%z",
-                                                     time.localtime(stamp))
+    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -208,8 +253,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     for name, st in report["rules"].items():
-        print(f"{name}: last pass {st['last_pass'] or 'never'}, {st['pending']} pending"
-              + (f", last error: {st['last_error']}" if st["last_error"] else ""))
+        print(
+            f"{name}: last pass {st['last_pass'] or 'never'}, {st['pending']} pending"
+            + (f", last error: {st['last_error']}" if st["last_error"] else "")
+        )
     return EXIT_OK
 
 
@@ -223,9 +270,11 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
 def _cmd_init(args: argparse.Namespace) -> int:
     try:
         text = starter_manifest(
-            server=args.server, username=args.username,
+            server=args.server,
+            username=args.username,
             uploads=[_pair(u, "--upload") for u in args.upload],
-            subscriptions=[_pair(s, "--subscribe") for s in args.subscribe])
+            subscriptions=[_pair(s, "--subscribe") for s in args.subscribe],
+        )
     except ValueError as exc:
         print(f"cat2sync: init: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,8 +292,20 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_plugins(args: argparse.Namespace) -> int:
     infos = _plugins().describe()
     if args.json:
-        print(json.dumps([{"name": i.name, "version": i.version, "hooks": list(i.hooks),
-                           "builtin": i.builtin} for i in infos], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": i.name,
+                        "version": i.version,
+                        "hooks": list(i.hooks),
+                        "builtin": i.builtin,
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     for info in infos:
         origin = "built-in" if info.builtin else info.version
@@ -252,8 +313,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _cmd_run, "once": _cmd_once, "validate": _cmd_validate,
-             "status": _cmd_status, "init": _cmd_init, "plugins": _cmd_plugins}
+_COMMANDS = {
+    "run": _cmd_run,
+    "once": _cmd_once,
+    "validate": _cmd_validate,
+    "status": _cmd_status,
+    "init": _cmd_init,
+    "plugins": _cmd_plugins,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,8 +91,9 @@ class Daemon:
     :param emit: also receives every :class:`Event` (tests collect them).
     """
 
-    def __init__(self, manifest: Manifest, *, plugins: Plugins | None = None,
-                 emit: EventSink | None = None) -> None:
+    def __init__(
+        self, manifest: Manifest, *, plugins: Plugins | None = None, emit: EventSink | None = None
+    ) -> None:
         self.manifest = manifest
         # Library and test use: built-in plugins only; the CLI passes installed ones too.
         self.plugins = plugins if plugins is not None else Plugins(entry_points=False)
@@ -115,8 +116,9 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self._manifest_sig = _file_signature(manifest.path)
         self.scheduler = Scheduler()
-        self.queue = DueQueue(self._handle, workers=max([r.concurrency for r in
-                                                         manifest.uploads] or [1]))
+        self.queue = DueQueue(
+            self._handle, workers=max([r.concurrency for r in manifest.uploads] or [1])
+        )
         self.watcher: Watcher | None = None
         try:
             self._apply(manifest)
@@ -130,8 +132,11 @@ class Daemon:
         """Build (or keep) clients and engines for ``manifest``'s rules."""
         self.plugins.check_manifest(manifest)
         self.plugins.configure(manifest)
-        used = ({r.server for r in manifest.uploads} | {r.server for r in manifest.subscriptions}
-                | {r.server for r in manifest.lazyexprs})
+        used = (
+            {r.server for r in manifest.uploads}
+            | {r.server for r in manifest.subscriptions}
+            | {r.server for r in manifest.lazyexprs}
+        )
         for name in sorted(used):
             cfg = manifest.servers[name]
             if self._server_cfgs.get(name) != cfg:
@@ -140,17 +145,21 @@ class Daemon:
                     old.close()
                 self.clients[name] = self._connect(cfg)
                 self._server_cfgs[name] = cfg
-        self.uploads = {r.name: _unchanged(self.uploads.get(r.name), r) or
-                        UploadEngine(r, self.clients[r.server], self.state, self.emit,
-                                     self.plugins)
-                        for r in manifest.uploads}
-        self.mirrors = {r.name: _unchanged(self.mirrors.get(r.name), r) or
-                        MirrorEngine(r, self.clients[r.server], self.state, self.emit,
-                                     self.plugins)
-                        for r in manifest.subscriptions}
-        self.lazy = {r.name: _unchanged(self.lazy.get(r.name), r) or
-                     LazyExprEngine(r, self.clients[r.server], self.emit)
-                     for r in manifest.lazyexprs}
+        self.uploads = {
+            r.name: _unchanged(self.uploads.get(r.name), r)
+            or UploadEngine(r, self.clients[r.server], self.state, self.emit, self.plugins)
+            for r in manifest.uploads
+        }
+        self.mirrors = {
+            r.name: _unchanged(self.mirrors.get(r.name), r)
+            or MirrorEngine(r, self.clients[r.server], self.state, self.emit, self.plugins)
+            for r in manifest.subscriptions
+        }
+        self.lazy = {
+            r.name: _unchanged(self.lazy.get(r.name), r)
+            or LazyExprEngine(r, self.clients[r.server], self.emit)
+            for r in manifest.lazyexprs
+        }
         self.manifest = manifest
 
     def _connect(self, cfg: ServerConfig) -> Client:
@@ -169,8 +178,13 @@ class Daemon:
         if server is None:
             server = LocalServer(home, superuser=(username, password)).start()
             self._servers[cfg.name] = server
-        log.info("embedded Caterva2 server %r at %s (log in as %s; password in %s)",
-                 cfg.name, server.url, username, home / "password")
+        log.info(
+            "embedded Caterva2 server %r at %s (log in as %s; password in %s)",
+            cfg.name,
+            server.url,
+            username,
+            home / "password",
+        )
         return server.url, username, password
 
     @staticmethod
@@ -190,8 +204,9 @@ class Daemon:
     # -- events ----------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
-        level = logging.WARNING if event.kind in (EventKind.FAILED, EventKind.SKIPPED) \
-            else logging.INFO
+        level = (
+            logging.WARNING if event.kind in (EventKind.FAILED, EventKind.SKIPPED) else logging.INFO
+        )
         log.log(level, "%s: %s", event.rule, event.describe())
         self.plugins.event(event)
         if self._extra_emit is not None:
@@ -206,8 +221,9 @@ class Daemon:
         for name, engine in self.lazy.items():
             if engine.rule.refresh == "on-change" and engine.depends_on(remote):
                 if self._started:
-                    self.scheduler.later(f"lazy-now:{name}", _LAZY_DEBOUNCE,
-                                         partial(self._refresh_lazy, engine))
+                    self.scheduler.later(
+                        f"lazy-now:{name}", _LAZY_DEBOUNCE, partial(self._refresh_lazy, engine)
+                    )
                 else:
                     self._refresh_lazy(engine)
 
@@ -216,8 +232,11 @@ class Daemon:
         expression waits for the next change of an operand)."""
         if engine.refresh() or not engine.transient or self._once or self._stopping.is_set():
             return
-        self.scheduler.later(f"lazy-now:{engine.rule.name}", self._backoff(attempt),
-                             partial(self._refresh_lazy, engine, attempt + 1))
+        self.scheduler.later(
+            f"lazy-now:{engine.rule.name}",
+            self._backoff(attempt),
+            partial(self._refresh_lazy, engine, attempt + 1),
+        )
 
     # -- upload passes ---------------------------------------------------------
 
@@ -246,10 +265,13 @@ class Daemon:
     def snapshot(self) -> Snapshot:
         """Counters for the progress display of ``cat2sync once``."""
         stats = [c.stats for c in self.clients.values()]
-        return Snapshot(done=self._done, queued=len(self._queued),
-                        bytes_sent=sum(s.bytes_sent for s in stats),
-                        bytes_received=sum(s.bytes_received for s in stats),
-                        active=tuple(self._active.values()))
+        return Snapshot(
+            done=self._done,
+            queued=len(self._queued),
+            bytes_sent=sum(s.bytes_sent for s in stats),
+            bytes_received=sum(s.bytes_received for s in stats),
+            active=tuple(self._active.values()),
+        )
 
     def _handle(self, key: Hashable) -> float | None:
         """Run one queued file; returns when to try again, or None when done."""
@@ -302,32 +324,42 @@ class Daemon:
             self._refresh_lazy(lazy)
         return None
 
-    def _after_send(self, engine: UploadEngine, relpath: str, event: Event,
-                    ) -> list[LazyExprEngine]:
+    def _after_send(
+        self,
+        engine: UploadEngine,
+        relpath: str,
+        event: Event,
+    ) -> list[LazyExprEngine]:
         """Plugins' follow-up work on the server after a file was sent; returns the
         lazy expressions that plugins want computed from it."""
         if event.remote is None:
             return []
         if event.kind == EventKind.UPLOADED:
-            self.plugins.uploaded(engine.rule, engine.local_for(relpath), event.remote,
-                                  engine.client)
+            self.plugins.uploaded(
+                engine.rule, engine.local_for(relpath), event.remote, engine.client
+            )
         if event.kind not in (EventKind.UPLOADED, EventKind.APPENDED) or event.rows is None:
             return []
         rec = self.state.get_shipped(engine.rule.name, relpath)
-        info = {"shape": rec.shape if rec else None, "dtype": rec.dtype if rec else None,
-                "rows": event.rows}
-        return [LazyExprEngine.from_request(request, engine.client, self.emit)
-                for request in self.plugins.lazyexprs(engine.rule, event.remote, info)]
+        info = {
+            "shape": rec.shape if rec else None,
+            "dtype": rec.dtype if rec else None,
+            "rows": event.rows,
+        }
+        return [
+            LazyExprEngine.from_request(request, engine.client, self.emit)
+            for request in self.plugins.lazyexprs(engine.rule, event.remote, info)
+        ]
 
     def _not_ready(self, rule: UploadRule, relpath: str, reason: str) -> float | None:
         attempts = self.state.fail_pending(rule.name, relpath, reason, 0)
         if self._once:  # each run gives a file its own chances (the file may be new)
-            attempts = self._once_attempts[(rule.name, relpath)] = \
+            attempts = self._once_attempts[(rule.name, relpath)] = (
                 self._once_attempts.get((rule.name, relpath), 0) + 1
+            )
         give_up = self._once and attempts >= _ONCE_NOT_READY_LIMIT
         if attempts == _NOT_READY_REPORT_AFTER or give_up:
-            self.emit(Event(kind=EventKind.SKIPPED, rule=rule.name, path=relpath,
-                            message=reason))
+            self.emit(Event(kind=EventKind.SKIPPED, rule=rule.name, path=relpath, message=reason))
         if give_up:
             self.failures += 1
             return None
@@ -339,8 +371,15 @@ class Daemon:
             log.debug("%s: %s", relpath, message, exc_info=exc)
             message = f"{exc.__class__.__name__}: {message}"
         attempts = self.state.fail_pending(rule.name, relpath, message, 0)
-        self.emit(Event(kind=EventKind.FAILED, rule=rule.name, path=relpath,
-                        remote=f"{rule.remote}/{relpath}", message=message))
+        self.emit(
+            Event(
+                kind=EventKind.FAILED,
+                rule=rule.name,
+                path=relpath,
+                remote=f"{rule.remote}/{relpath}",
+                message=message,
+            )
+        )
         if self._once:
             self.failures += 1
             return None
@@ -365,13 +404,25 @@ class Daemon:
             log.warning("%s: pass failed: %s", rule_name, exc)
             self.state.record_pass(rule_name, started=started, error=str(exc))
             return 1
-        self.state.record_pass(rule_name, started=started,
-                               error=result.errors[-1] if result.errors else None,
-                               files=result.downloaded + result.extended, nbytes=result.bytes)
-        log.info("%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
-                 "%d deleted, %d skipped, %d failed", rule_name, result.listed,
-                 result.downloaded, result.extended, result.unchanged, result.deleted,
-                 result.skipped, result.failed)
+        self.state.record_pass(
+            rule_name,
+            started=started,
+            error=result.errors[-1] if result.errors else None,
+            files=result.downloaded + result.extended,
+            nbytes=result.bytes,
+        )
+        log.info(
+            "%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
+            "%d deleted, %d skipped, %d failed",
+            rule_name,
+            result.listed,
+            result.downloaded,
+            result.extended,
+            result.unchanged,
+            result.deleted,
+            result.skipped,
+            result.failed,
+        )
         for remote in result.changed_remotes:
             self._operand_changed(remote)
         return result.failed
@@ -388,11 +439,17 @@ class Daemon:
                 if change == Change.added and path.is_dir():
                     # Files written into a new folder at once raise no event: a pass finds
                     # them.
-                    self.scheduler.later(f"appeared:{engine.rule.name}", _DELETION_DEBOUNCE,
-                                         partial(self.reconcile, engine.rule.name))
+                    self.scheduler.later(
+                        f"appeared:{engine.rule.name}",
+                        _DELETION_DEBOUNCE,
+                        partial(self.reconcile, engine.rule.name),
+                    )
                 elif change == Change.deleted:
-                    self.scheduler.later(f"vanished:{engine.rule.name}", _DELETION_DEBOUNCE,
-                                         partial(self.reconcile, engine.rule.name))
+                    self.scheduler.later(
+                        f"vanished:{engine.rule.name}",
+                        _DELETION_DEBOUNCE,
+                        partial(self.reconcile, engine.rule.name),
+                    )
                 elif engine.wants(relpath) and path.is_file():
                     mtime = _mtime(path)
                     if mtime is not None:  # due at the last write + settle, not at our
@@ -408,8 +465,7 @@ class Daemon:
     def _arm_watcher(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        self.watcher = Watcher(self._watched_folders(), self._on_changes,
-                               self._on_watch_failure)
+        self.watcher = Watcher(self._watched_folders(), self._on_changes, self._on_watch_failure)
         self.watcher.start()
 
     def _schedule(self) -> None:
@@ -419,8 +475,9 @@ class Daemon:
             if not job_id.startswith(keep):
                 self.scheduler.remove(job_id)
         for name in self.uploads:
-            self.scheduler.every(f"rescan:{name}", self.manifest.daemon.rescan,
-                                 partial(self.reconcile, name))
+            self.scheduler.every(
+                f"rescan:{name}", self.manifest.daemon.rescan, partial(self.reconcile, name)
+            )
         for name, mirror in self.mirrors.items():
             job = f"mirror:{name}"
             if mirror.rule.cron:
@@ -441,8 +498,9 @@ class Daemon:
             return
         self._manifest_sig = sig
         try:
-            new = load_manifest(self.manifest.path,
-                                plugin_settings=self.plugins.declared_settings())
+            new = load_manifest(
+                self.manifest.path, plugin_settings=self.plugins.declared_settings()
+            )
         except ManifestError as exc:
             log.error("manifest not reloaded, the previous one keeps running: %s", exc)
             return
@@ -469,8 +527,12 @@ class Daemon:
             for name, lazy in self.lazy.items():
                 if old_lazy.get(name) is not lazy:
                     self._refresh_lazy(lazy)
-            log.info("manifest reloaded: %d upload, %d subscribe, %d lazyexpr rules",
-                     len(self.uploads), len(self.mirrors), len(self.lazy))
+            log.info(
+                "manifest reloaded: %d upload, %d subscribe, %d lazyexpr rules",
+                len(self.uploads),
+                len(self.mirrors),
+                len(self.lazy),
+            )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -493,10 +555,12 @@ class Daemon:
         self.scheduler.every("manifest", _MANIFEST_POLL, self.check_manifest)
         self.scheduler.start()
         self._started = True
-        log.info("ready: watching %s; mirroring %s; server %s",
-                 ", ".join(str(e.rule.local) for e in self.uploads.values()) or "nothing",
-                 ", ".join(m.rule.remote for m in self.mirrors.values()) or "nothing",
-                 ", ".join(self.server_urls.values()) or "none")
+        log.info(
+            "ready: watching %s; mirroring %s; server %s",
+            ", ".join(str(e.rule.local) for e in self.uploads.values()) or "nothing",
+            ", ".join(m.rule.remote for m in self.mirrors.values()) or "nothing",
+            ", ".join(self.server_urls.values()) or "none",
+        )
         _notify_systemd("READY=1")
 
     def run(self) -> None:

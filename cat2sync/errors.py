@@ -63,9 +63,7 @@ class StateLockedError(Cat2Error):
 class RemoteError(Cat2Error):
     """The server refused or failed a request."""
 
-    def __init__(
-        self, detail: str, *, path: str | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, detail: str, *, path: str | None = None, status: int | None = None) -> None:
         self.detail = detail
         self.path = path
         self.status = status

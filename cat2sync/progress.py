@@ -29,15 +29,15 @@ class Snapshot:
 
 
 class Progress:
-    def __init__(self, snapshot: Callable[[], Snapshot], stream: TextIO,
-                 interval: float = 0.5) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], stream: TextIO, interval: float = 0.5
+    ) -> None:
         self._snapshot = snapshot
         self._stream = stream
         self._interval = interval
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="cat2sync-progress",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="cat2sync-progress", daemon=True)
         self._last: tuple[float, int, int] | None = None
         self._line = ""
 
@@ -66,9 +66,11 @@ class Progress:
             up = (snap.bytes_sent - sent) / elapsed
             down = (snap.bytes_received - received) / elapsed
         self._last = (now, snap.bytes_sent, snap.bytes_received)
-        text = (f"{snap.done}/{snap.queued} files · ↑ {human_bytes(snap.bytes_sent)} "
-                f"({human_bytes(int(up))}/s) · ↓ {human_bytes(snap.bytes_received)} "
-                f"({human_bytes(int(down))}/s)")
+        text = (
+            f"{snap.done}/{snap.queued} files · ↑ {human_bytes(snap.bytes_sent)} "
+            f"({human_bytes(int(up))}/s) · ↓ {human_bytes(snap.bytes_received)} "
+            f"({human_bytes(int(down))}/s)"
+        )
         if snap.active:
             text += " · " + ", ".join(snap.active[:3])
         return text

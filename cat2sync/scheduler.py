@@ -21,8 +21,9 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 class Scheduler:
     def __init__(self) -> None:
-        self._aps = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
-                                                      "misfire_grace_time": None})
+        self._aps = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
 
     def start(self) -> None:
         self._aps.start()
@@ -31,16 +32,25 @@ class Scheduler:
         if self._aps.running:
             self._aps.shutdown(wait=True)
 
-    def every(self, job_id: str, seconds: float, func: Callable[[], object],
-              *, first_in: float | None = None) -> None:
+    def every(
+        self,
+        job_id: str,
+        seconds: float,
+        func: Callable[[], object],
+        *,
+        first_in: float | None = None,
+    ) -> None:
         """Run ``func`` every ``seconds`` (first after ``first_in``, default one period)."""
         start = datetime.now() + timedelta(seconds=seconds if first_in is None else first_in)
-        self._aps.add_job(func, IntervalTrigger(seconds=seconds, start_date=start),
-                          id=job_id, replace_existing=True)
+        self._aps.add_job(
+            func,
+            IntervalTrigger(seconds=seconds, start_date=start),
+            id=job_id,
+            replace_existing=True,
+        )
 
     def cron(self, job_id: str, crontab: str, func: Callable[[], object]) -> None:
-        self._aps.add_job(func, CronTrigger.from_crontab(crontab), id=job_id,
-                          replace_existing=True)
+        self._aps.add_job(func, CronTrigger.from_crontab(crontab), id=job_id, replace_existing=True)
 
     def later(self, job_id: str, delay: float, func: Callable[[], object]) -> None:
         """Run ``func`` once after ``delay`` seconds; a second call postpones it."""

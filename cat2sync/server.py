@@ -96,9 +96,17 @@ class LocalServer:
             self._admin_adduser(conf, *self.superuser, superuser=True)
         with self._log_file.open("ab") as log:
             self._proc = subprocess.Popen(
-                [_find_script("cat2-server"), "--conf", str(conf),
-                 "--statedir", str(self.state_dir / "state")],
-                cwd=self.state_dir, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                [
+                    _find_script("cat2-server"),
+                    "--conf",
+                    str(conf),
+                    "--statedir",
+                    str(self.state_dir / "state"),
+                ],
+                cwd=self.state_dir,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self._wait_ready()
@@ -175,13 +183,20 @@ class LocalServer:
         return conf
 
     def _admin_adduser(self, conf: Path, email: str, password: str, *, superuser: bool) -> None:
-        cmd = [_find_script("cat2-admin"), "--conf", str(conf),
-               "--statedir", str(self.state_dir / "state"), "adduser"]
+        cmd = [
+            _find_script("cat2-admin"),
+            "--conf",
+            str(conf),
+            "--statedir",
+            str(self.state_dir / "state"),
+            "adduser",
+        ]
         if superuser:
             cmd.append("--superuser")
         cmd += [email, password]
-        done = subprocess.run(cmd, cwd=self.state_dir, env=self._env(),
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            cmd, cwd=self.state_dir, env=self._env(), capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
             raise ServerStartError(f"cat2-admin adduser failed:\n{tail}")

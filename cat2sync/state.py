@@ -147,13 +147,13 @@ class StateStore:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_dir.chmod(0o700)  # holds names of private data: owner only
         self._take_lock()
-        self._db = sqlite3.connect(self.state_dir / "state.db", check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            self.state_dir / "state.db", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                         (str(_SCHEMA_VERSION),))
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
 
     def _take_lock(self) -> None:
         path = self.state_dir / "lock"
@@ -180,8 +180,12 @@ class StateStore:
     def __enter__(self) -> StateStore:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     @contextlib.contextmanager
@@ -201,59 +205,109 @@ class StateStore:
 
     # -- shipped ---------------------------------------------------------------
 
-    _SHIPPED_COLS = ("rule, relpath, remote, kind, size, mtime_ns, dev, inode, shape, dtype, "
-                     "chunks, digests, tail_digest")
+    _SHIPPED_COLS = (
+        "rule, relpath, remote, kind, size, mtime_ns, dev, inode, shape, dtype, "
+        "chunks, digests, tail_digest"
+    )
 
     @staticmethod
     def _shipped(row: tuple[Any, ...]) -> Shipped:
-        (rule, relpath, remote, kind, size, mtime_ns, dev, inode, shape, dtype, chunks,
-         digests, tail) = row
-        return Shipped(rule=rule, relpath=relpath, remote=remote, kind=kind, size=size,
-                       mtime_ns=mtime_ns, dev=dev, inode=inode, shape=_tuple(shape),
-                       dtype=dtype, chunks=_tuple(chunks), digests=_tuple(digests),
-                       tail_digest=tail)
+        (
+            rule,
+            relpath,
+            remote,
+            kind,
+            size,
+            mtime_ns,
+            dev,
+            inode,
+            shape,
+            dtype,
+            chunks,
+            digests,
+            tail,
+        ) = row
+        return Shipped(
+            rule=rule,
+            relpath=relpath,
+            remote=remote,
+            kind=kind,
+            size=size,
+            mtime_ns=mtime_ns,
+            dev=dev,
+            inode=inode,
+            shape=_tuple(shape),
+            dtype=dtype,
+            chunks=_tuple(chunks),
+            digests=_tuple(digests),
+            tail_digest=tail,
+        )
 
     def get_shipped(self, rule: str, relpath: str) -> Shipped | None:
-        rows = self._rows(f"SELECT {self._SHIPPED_COLS} FROM shipped WHERE rule=? AND relpath=?",
-                          rule, relpath)
+        rows = self._rows(
+            f"SELECT {self._SHIPPED_COLS} FROM shipped WHERE rule=? AND relpath=?", rule, relpath
+        )
         return self._shipped(rows[0]) if rows else None
 
     def shipped_for_rule(self, rule: str) -> list[Shipped]:
-        rows = self._rows(f"SELECT {self._SHIPPED_COLS} FROM shipped WHERE rule=? "
-                          "ORDER BY relpath", rule)
+        rows = self._rows(
+            f"SELECT {self._SHIPPED_COLS} FROM shipped WHERE rule=? ORDER BY relpath", rule
+        )
         return [self._shipped(r) for r in rows]
 
     def shipped_by_inode(self, rule: str, dev: int, inode: int) -> list[Shipped]:
-        rows = self._rows(f"SELECT {self._SHIPPED_COLS} FROM shipped "
-                          "WHERE rule=? AND dev=? AND inode=?", rule, dev, inode)
+        rows = self._rows(
+            f"SELECT {self._SHIPPED_COLS} FROM shipped WHERE rule=? AND dev=? AND inode=?",
+            rule,
+            dev,
+            inode,
+        )
         return [self._shipped(r) for r in rows]
 
-    def put_shipped(self, rec: Shipped, *, confirm: int | None = None,
-                    done_pending: bool = True) -> None:
+    def put_shipped(
+        self, rec: Shipped, *, confirm: int | None = None, done_pending: bool = True
+    ) -> None:
         """Record ``rec``; in the same transaction confirm journal entry ``confirm`` and
         take the file off the pending queue, so that a crash never separates them."""
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO shipped ({self._SHIPPED_COLS}, updated) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec.rule, rec.relpath, rec.remote, rec.kind, rec.size, rec.mtime_ns, rec.dev,
-                 rec.inode, _dump(rec.shape), rec.dtype, _dump(rec.chunks),
-                 _dump(rec.digests), rec.tail_digest, time.time()),
+                (
+                    rec.rule,
+                    rec.relpath,
+                    rec.remote,
+                    rec.kind,
+                    rec.size,
+                    rec.mtime_ns,
+                    rec.dev,
+                    rec.inode,
+                    _dump(rec.shape),
+                    rec.dtype,
+                    _dump(rec.chunks),
+                    _dump(rec.digests),
+                    rec.tail_digest,
+                    time.time(),
+                ),
             )
             if confirm is not None:
                 db.execute("DELETE FROM journal WHERE id=?", (confirm,))
             if done_pending:
-                db.execute("DELETE FROM pending WHERE rule=? AND relpath=?",
-                           (rec.rule, rec.relpath))
+                db.execute(
+                    "DELETE FROM pending WHERE rule=? AND relpath=?", (rec.rule, rec.relpath)
+                )
 
     def rename_shipped(self, rec: Shipped, new_relpath: str, new_remote: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM shipped WHERE rule=? AND relpath=?", (rec.rule, new_relpath))
-            db.execute("UPDATE shipped SET relpath=?, remote=?, updated=? "
-                       "WHERE rule=? AND relpath=?",
-                       (new_relpath, new_remote, time.time(), rec.rule, rec.relpath))
-            db.execute("DELETE FROM pending WHERE rule=? AND relpath IN (?, ?)",
-                       (rec.rule, rec.relpath, new_relpath))
+            db.execute(
+                "UPDATE shipped SET relpath=?, remote=?, updated=? WHERE rule=? AND relpath=?",
+                (new_relpath, new_remote, time.time(), rec.rule, rec.relpath),
+            )
+            db.execute(
+                "DELETE FROM pending WHERE rule=? AND relpath IN (?, ?)",
+                (rec.rule, rec.relpath, new_relpath),
+            )
 
     def delete_shipped(self, rule: str, relpath: str) -> None:
         with self._tx() as db:
@@ -262,14 +316,22 @@ class StateStore:
 
     # -- journal ---------------------------------------------------------------
 
-    def journal_begin(self, rule: str, relpath: str, op: str, remote: str,
-                      start_row: int | None = None, stop_row: int | None = None) -> int:
+    def journal_begin(
+        self,
+        rule: str,
+        relpath: str,
+        op: str,
+        remote: str,
+        start_row: int | None = None,
+        stop_row: int | None = None,
+    ) -> int:
         """Write down an operation before its request is sent; returns its id."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO journal(rule, relpath, op, remote, start_row, stop_row, created) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (rule, relpath, op, remote, start_row, stop_row, time.time()))
+                (rule, relpath, op, remote, start_row, stop_row, time.time()),
+            )
             assert cur.lastrowid is not None
             return cur.lastrowid
 
@@ -279,27 +341,49 @@ class StateStore:
 
     def journal(self, rule: str | None = None) -> list[JournalEntry]:
         sql = "SELECT id, rule, relpath, op, remote, start_row, stop_row, created FROM journal"
-        rows = self._rows(sql + " WHERE rule=? ORDER BY id", rule) if rule else \
-            self._rows(sql + " ORDER BY id")
-        return [JournalEntry(id=r[0], rule=r[1], relpath=r[2], op=r[3], remote=r[4],
-                             start_row=r[5], stop_row=r[6], created=r[7]) for r in rows]
+        rows = (
+            self._rows(sql + " WHERE rule=? ORDER BY id", rule)
+            if rule
+            else self._rows(sql + " ORDER BY id")
+        )
+        return [
+            JournalEntry(
+                id=r[0],
+                rule=r[1],
+                relpath=r[2],
+                op=r[3],
+                remote=r[4],
+                start_row=r[5],
+                stop_row=r[6],
+                created=r[7],
+            )
+            for r in rows
+        ]
 
     # -- pending queue ---------------------------------------------------------
 
     def add_pending(self, rule: str, relpath: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO pending VALUES (?,?,?,0,0,NULL)",
-                       (rule, relpath, time.time()))
+            db.execute(
+                "INSERT OR IGNORE INTO pending VALUES (?,?,?,0,0,NULL)",
+                (rule, relpath, time.time()),
+            )
 
     def fail_pending(self, rule: str, relpath: str, error: str, next_attempt: float) -> int:
         """Record a failed attempt; returns the number of attempts so far."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO pending VALUES (?,?,?,0,0,NULL)",
-                       (rule, relpath, time.time()))
-            db.execute("UPDATE pending SET attempts=attempts+1, next_attempt=?, last_error=? "
-                       "WHERE rule=? AND relpath=?", (next_attempt, error, rule, relpath))
-            row = db.execute("SELECT attempts FROM pending WHERE rule=? AND relpath=?",
-                             (rule, relpath)).fetchone()
+            db.execute(
+                "INSERT OR IGNORE INTO pending VALUES (?,?,?,0,0,NULL)",
+                (rule, relpath, time.time()),
+            )
+            db.execute(
+                "UPDATE pending SET attempts=attempts+1, next_attempt=?, last_error=? "
+                "WHERE rule=? AND relpath=?",
+                (next_attempt, error, rule, relpath),
+            )
+            row = db.execute(
+                "SELECT attempts FROM pending WHERE rule=? AND relpath=?", (rule, relpath)
+            ).fetchone()
         return int(row[0])
 
     def done_pending(self, rule: str, relpath: str) -> None:
@@ -308,51 +392,100 @@ class StateStore:
 
     def pending(self, rule: str | None = None) -> list[Pending]:
         sql = "SELECT rule, relpath, since, attempts, next_attempt, last_error FROM pending"
-        rows = self._rows(sql + " WHERE rule=? ORDER BY since", rule) if rule else \
-            self._rows(sql + " ORDER BY since")
-        return [Pending(rule=r[0], relpath=r[1], since=r[2], attempts=r[3], next_attempt=r[4],
-                        last_error=r[5]) for r in rows]
+        rows = (
+            self._rows(sql + " WHERE rule=? ORDER BY since", rule)
+            if rule
+            else self._rows(sql + " ORDER BY since")
+        )
+        return [
+            Pending(
+                rule=r[0],
+                relpath=r[1],
+                since=r[2],
+                attempts=r[3],
+                next_attempt=r[4],
+                last_error=r[5],
+            )
+            for r in rows
+        ]
 
     # -- passes ----------------------------------------------------------------
 
-    def record_pass(self, rule: str, *, started: float, error: str | None, files: int = 0,
-                    nbytes: int = 0) -> None:
+    def record_pass(
+        self, rule: str, *, started: float, error: str | None, files: int = 0, nbytes: int = 0
+    ) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO passes VALUES (?,?,?,?,?,?)",
-                       (rule, started, time.time(), error, files, nbytes))
+            db.execute(
+                "INSERT OR REPLACE INTO passes VALUES (?,?,?,?,?,?)",
+                (rule, started, time.time(), error, files, nbytes),
+            )
 
     def rule_status(self, rule: str) -> RuleStatus:
-        rows = self._rows("SELECT started, finished, error, files, bytes FROM passes "
-                          "WHERE rule=?", rule)
+        rows = self._rows(
+            "SELECT started, finished, error, files, bytes FROM passes WHERE rule=?", rule
+        )
         pending = self.pending(rule)
         if not rows:
             return RuleStatus(rule=rule, pending=pending)
         started, finished, error, files, nbytes = rows[0]
-        return RuleStatus(rule=rule, last_started=started, last_finished=finished,
-                          last_error=error, files=files, bytes=nbytes, pending=pending)
+        return RuleStatus(
+            rule=rule,
+            last_started=started,
+            last_finished=finished,
+            last_error=error,
+            files=files,
+            bytes=nbytes,
+            pending=pending,
+        )
 
     # -- mirror ----------------------------------------------------------------
 
     def get_mirrored(self, rule: str, remote_rel: str) -> Mirrored | None:
-        rows = self._rows("SELECT rule, remote_rel, etag, mtime, shape, nchunks, size, mtime_ns "
-                          "FROM mirrored WHERE rule=? AND remote_rel=?", rule, remote_rel)
+        rows = self._rows(
+            "SELECT rule, remote_rel, etag, mtime, shape, nchunks, size, mtime_ns "
+            "FROM mirrored WHERE rule=? AND remote_rel=?",
+            rule,
+            remote_rel,
+        )
         return self._mirrored(rows[0]) if rows else None
 
     def mirrored_for_rule(self, rule: str) -> list[Mirrored]:
-        rows = self._rows("SELECT rule, remote_rel, etag, mtime, shape, nchunks, size, mtime_ns "
-                          "FROM mirrored WHERE rule=? ORDER BY remote_rel", rule)
+        rows = self._rows(
+            "SELECT rule, remote_rel, etag, mtime, shape, nchunks, size, mtime_ns "
+            "FROM mirrored WHERE rule=? ORDER BY remote_rel",
+            rule,
+        )
         return [self._mirrored(r) for r in rows]
 
     @staticmethod
     def _mirrored(r: tuple[Any, ...]) -> Mirrored:
-        return Mirrored(rule=r[0], remote_rel=r[1], etag=r[2], mtime=r[3], shape=_tuple(r[4]),
-                        nchunks=r[5], size=r[6], mtime_ns=r[7])
+        return Mirrored(
+            rule=r[0],
+            remote_rel=r[1],
+            etag=r[2],
+            mtime=r[3],
+            shape=_tuple(r[4]),
+            nchunks=r[5],
+            size=r[6],
+            mtime_ns=r[7],
+        )
 
     def put_mirrored(self, rec: Mirrored) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO mirrored VALUES (?,?,?,?,?,?,?,?,?)",
-                       (rec.rule, rec.remote_rel, rec.etag, rec.mtime, _dump(rec.shape),
-                        rec.nchunks, rec.size, rec.mtime_ns, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO mirrored VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.rule,
+                    rec.remote_rel,
+                    rec.etag,
+                    rec.mtime,
+                    _dump(rec.shape),
+                    rec.nchunks,
+                    rec.size,
+                    rec.mtime_ns,
+                    time.time(),
+                ),
+            )
 
     def delete_mirrored(self, rule: str, remote_rel: str) -> None:
         with self._tx() as db:

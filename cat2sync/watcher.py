@@ -28,9 +28,15 @@ class Watcher:
     :param on_failure: called once with the reason if watching stops working.
     """
 
-    def __init__(self, folders: Sequence[Path], on_changes: Callable[[Batch], None],
-                 on_failure: Callable[[str], None], *, step_ms: int = 50,
-                 debounce_ms: int = 200) -> None:
+    def __init__(
+        self,
+        folders: Sequence[Path],
+        on_changes: Callable[[Batch], None],
+        on_failure: Callable[[str], None],
+        *,
+        step_ms: int = 50,
+        debounce_ms: int = 200,
+    ) -> None:
         self.folders = list(folders)
         self._on_changes = on_changes
         self._on_failure = on_failure
@@ -52,14 +58,22 @@ class Watcher:
     def _run(self) -> None:
         try:
             for batch in watchfiles.watch(
-                *self.folders, stop_event=self._stop, step=self._step,
-                debounce=self._debounce, rust_timeout=1000, yield_on_timeout=False,
-                raise_interrupt=False, ignore_permission_denied=False,
+                *self.folders,
+                stop_event=self._stop,
+                step=self._step,
+                debounce=self._debounce,
+                rust_timeout=1000,
+                yield_on_timeout=False,
+                raise_interrupt=False,
+                ignore_permission_denied=False,
                 watch_filter=None,
             ):
                 self._on_changes(batch)
         except Exception as exc:  # OSError from the notifier: watch limit, unmounted folder
             self.failed = f"{exc.__class__.__name__}: {exc}"
-            log.warning("cannot watch %s (%s); falling back to periodic rescans",
-                        ", ".join(map(str, self.folders)), self.failed)
+            log.warning(
+                "cannot watch %s (%s); falling back to periodic rescans",
+                ", ".join(map(str, self.folders)),
+                self.failed,
+            )
             self._on_failure(self.failed)

@@ -33,8 +33,9 @@ def _frames(rng: np.random.Generator, count: int, start: int) -> np.ndarray:
 def acquire(folder: Path, run: int, steps: int, per_step: int, interval: float) -> None:
     rng = np.random.default_rng(run)
     path = folder / f"run_{run:03d}.b2nd"
-    stack = blosc2.zeros((0, *FRAME), dtype=np.uint16, urlpath=str(path), mode="w",
-                         chunks=(per_step, *FRAME))
+    stack = blosc2.zeros(
+        (0, *FRAME), dtype=np.uint16, urlpath=str(path), mode="w", chunks=(per_step, *FRAME)
+    )
     for _ in range(steps):
         n = stack.shape[0]
         stack.resize((n + per_step, *FRAME))
@@ -42,8 +43,16 @@ def acquire(folder: Path, run: int, steps: int, per_step: int, interval: float) 
         print(f"instrument: {path.name} now has {n + per_step} frames", flush=True)
         time.sleep(interval)
     scratch = folder / f"run_{run:03d}.json.tmp"
-    scratch.write_text(json.dumps({"run": run, "frames": steps * per_step,
-                                   "detector": list(FRAME), "finished": time.time()}))
+    scratch.write_text(
+        json.dumps(
+            {
+                "run": run,
+                "frames": steps * per_step,
+                "detector": list(FRAME),
+                "finished": time.time(),
+            }
+        )
+    )
     scratch.rename(folder / f"run_{run:03d}.json")  # complete files appear atomically
 
 

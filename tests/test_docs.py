@@ -18,14 +18,18 @@ PLUGINS_MD = (DOCS / "plugins.md").read_text()
 
 
 def _hooks() -> dict[str, list[str]]:
-    return {name: list(inspect.signature(func).parameters)
-            for name, func in vars(hookspecs).items()
-            if name.startswith("cat2sync_") and callable(func)}
+    return {
+        name: list(inspect.signature(func).parameters)
+        for name, func in vars(hookspecs).items()
+        if name.startswith("cat2sync_") and callable(func)
+    }
 
 
 def test_every_hook_and_argument_is_documented() -> None:
-    rows = {m.group(1): m.group(2) for m in
-            re.finditer(r"^\| `(cat2sync_\w+)` \| ([^|]*) \|", PLUGINS_MD, re.M)}
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `(cat2sync_\w+)` \| ([^|]*) \|", PLUGINS_MD, re.M)
+    }
     for name, args in _hooks().items():
         assert name in rows, f"{name} is missing from docs/plugins.md"
         documented = re.findall(r"`(\w+)`", rows[name])

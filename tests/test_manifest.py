@@ -1106,4 +1106,5 @@ def test_plugin_tables_interpolate_environment_variables(tmp_path: Path) -> None
     with pytest.raises(ManifestError) as err:
         load_manifest(path, env={}, plugin_settings=specs)
     assert str(err.value).endswith(
-        "plugins.notify.webhook: environment variable HOOK_TOKEN is not set")
+        "plugins.notify.webhook: environment variable HOOK_TOKEN is not set"
+    )

@@ -10,8 +10,9 @@ from cat2sync.progress import Progress, ProgressHandler, Snapshot
 
 def test_progress_line_shows_files_bytes_and_active_files() -> None:
     stream = io.StringIO()
-    snap = Snapshot(done=3, queued=10, bytes_sent=3 * 2**20, bytes_received=0,
-                    active=("run_001.b2nd",))
+    snap = Snapshot(
+        done=3, queued=10, bytes_sent=3 * 2**20, bytes_received=0, active=("run_001.b2nd",)
+    )
     progress = Progress(lambda: snap, stream)
     progress.redraw()
     assert "3/10 files" in stream.getvalue()

@@ -6,5 +6,14 @@ from ._objects import Dataset, File, Group, Root
 from ._paths import RemotePath
 from ._transport import Credentials, TransferStats
 
-__all__ = ["Client", "Credentials", "Dataset", "File", "Group", "RemotePath", "Root",
-           "TransferStats", "is_partial"]
+__all__ = [
+    "Client",
+    "Credentials",
+    "Dataset",
+    "File",
+    "Group",
+    "RemotePath",
+    "Root",
+    "TransferStats",
+    "is_partial",
+]

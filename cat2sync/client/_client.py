@@ -110,8 +110,13 @@ class Client:
         self._subscribed: set[str] = set()
         self._generation = 0  # bumped by every write; objects refresh cached info on change
         self._t = Transport(
-            self.urlbase, credentials=_credentials(auth), timeout=timeout,
-            work_timeout=work_timeout, retries=retries, verify=verify, transport=transport,
+            self.urlbase,
+            credentials=_credentials(auth),
+            timeout=timeout,
+            work_timeout=work_timeout,
+            retries=retries,
+            verify=verify,
+            transport=transport,
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -123,8 +128,12 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -148,8 +157,15 @@ class Client:
         url = f"/api/{endpoint}" + (f"/{api_path(path)}" if path is not None else "")
         return self._t.request("GET", url, path=path, **kw).json()
 
-    def _post_json(self, endpoint: str, path: str | None = None, *, about: str | None = None,
-                   work: bool = True, **kw: Any) -> Any:
+    def _post_json(
+        self,
+        endpoint: str,
+        path: str | None = None,
+        *,
+        about: str | None = None,
+        work: bool = True,
+        **kw: Any,
+    ) -> Any:
         """POST to ``/api/<endpoint>[/<path>]``; ``about`` names the subject in errors."""
         url = f"/api/{endpoint}" + (f"/{api_path(path)}" if path is not None else "")
         try:
@@ -221,8 +237,13 @@ class Client:
         """The whole dataset, or ``slice_`` of it, as a NumPy array."""
         return self.get_slice(path, slice_, as_blosc2=False)
 
-    def get_slice(self, path: str | PurePosixPath, key: Any = None, as_blosc2: bool = True,
-                  field: str | None = None) -> Any:
+    def get_slice(
+        self,
+        path: str | PurePosixPath,
+        key: Any = None,
+        as_blosc2: bool = True,
+        field: str | None = None,
+    ) -> Any:
         """A slice of a dataset as a Blosc2 object (default) or a NumPy array.
 
         :param key: int, slice or tuple of them (a bare one applies to the first
@@ -240,8 +261,14 @@ class Client:
                 params["slice_"] = param
         spath = str(path)
         try:
-            resp = self._t.request("GET", "/api/fetch/" + api_path(spath), path=spath,
-                                   params=params, work=True, retry_500=field is None)
+            resp = self._t.request(
+                "GET",
+                "/api/fetch/" + api_path(spath),
+                path=spath,
+                params=params,
+                work=True,
+                retry_500=field is None,
+            )
         except ServerError:
             if field is not None:  # the server answers 500 for a field of a plain array
                 self._check_field(spath, field)
@@ -252,16 +279,22 @@ class Client:
     def _check_field(self, path: str, field: str) -> None:
         names = field_names(self.get_info(path).get("dtype"))
         if field not in names:
-            raise BadRequest(f"no field {field!r} (fields: {', '.join(names) or 'none'})",
-                             path=path)
+            raise BadRequest(
+                f"no field {field!r} (fields: {', '.join(names) or 'none'})", path=path
+            )
 
     def get_chunk(self, path: str | PurePosixPath, nchunk: int) -> bytes:
         """Chunk ``nchunk`` of a dataset, compressed, exactly as the server stores it."""
         spath = str(path)
         try:
-            resp = self._t.request("GET", "/api/chunk/" + api_path(spath), path=spath,
-                                   params={"nchunk": int(nchunk)}, work=True,
-                                   retry_500=False)
+            resp = self._t.request(
+                "GET",
+                "/api/chunk/" + api_path(spath),
+                path=spath,
+                params={"nchunk": int(nchunk)},
+                work=True,
+                retry_500=False,
+            )
         except ServerError:
             self._check_nchunk(spath, nchunk)  # the server answers 500 when out of range
             raise
@@ -271,11 +304,11 @@ class Client:
         info = self.get_info(path)
         nchunks = info.get("schunk", info).get("nchunks")
         if nchunks is not None and not 0 <= nchunk < nchunks:
-            raise BadRequest(f"chunk {nchunk} out of range (the dataset has {nchunks})",
-                             path=path)
+            raise BadRequest(f"chunk {nchunk} out of range (the dataset has {nchunks})", path=path)
 
-    def download(self, dataset: str | PurePosixPath,
-                 localpath: str | os.PathLike[str] | None = None) -> Path:
+    def download(
+        self, dataset: str | PurePosixPath, localpath: str | os.PathLike[str] | None = None
+    ) -> Path:
         """Download a file or dataset; returns the local path.
 
         ``localpath`` defaults to the remote path below the current directory; an
@@ -291,19 +324,20 @@ class Client:
         self.download_to(remote, dest)
         return dest
 
-    def download_to(self, remote: str, dest: str | os.PathLike[str], *,
-                    durable: bool = False) -> int:
+    def download_to(
+        self, remote: str, dest: str | os.PathLike[str], *, durable: bool = False
+    ) -> int:
         """Stream ``remote`` into ``dest`` atomically; returns the bytes written.
 
         :param durable: flush to disk before the file appears under its name.
         """
         headers = {} if is_native(remote) else {"Accept-Encoding": "blosc2"}
         target = Path(dest)
-        return _retried(remote, lambda: self._stream_download(remote, target, headers,
-                                                              durable))
+        return _retried(remote, lambda: self._stream_download(remote, target, headers, durable))
 
-    def fetch_to(self, remote: str, dest: str | os.PathLike[str], *,
-                 durable: bool = False) -> tuple[int, str | None]:
+    def fetch_to(
+        self, remote: str, dest: str | os.PathLike[str], *, durable: bool = False
+    ) -> tuple[int, str | None]:
         """Stream a whole dataset (``.b2nd``, ``.b2frame``), as stored, into ``dest``
         atomically; returns the bytes written and the server's ETag for them.
 
@@ -313,8 +347,9 @@ class Client:
         target = Path(dest)
 
         def attempt() -> tuple[int, str | None]:
-            resp = self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
-                                   stream=True, work=True)
+            resp = self._t.request(
+                "GET", "/api/fetch/" + api_path(remote), path=remote, stream=True, work=True
+            )
             try:
                 with atomic_writer(target, durable=durable) as out:
                     return self._copy_body(resp, out), resp.headers.get("etag")
@@ -323,8 +358,9 @@ class Client:
 
         return _retried(remote, attempt)
 
-    def _stream_download(self, remote: str, dest: Path, headers: dict[str, str],
-                         durable: bool) -> int:
+    def _stream_download(
+        self, remote: str, dest: Path, headers: dict[str, str], durable: bool
+    ) -> int:
         resp = self._open_download(remote, headers)
         if resp is None:
             return self._download_by_chunks(remote, dest, durable)
@@ -347,14 +383,26 @@ class Client:
             # A whole fetch sends the stored file straight from disk (the download
             # endpoint reads it into the server's memory first): same bytes, faster.
             try:
-                return self._t.request("GET", "/api/fetch/" + api_path(remote), path=remote,
-                                       stream=True, work=True, retry_500=False)
+                return self._t.request(
+                    "GET",
+                    "/api/fetch/" + api_path(remote),
+                    path=remote,
+                    stream=True,
+                    work=True,
+                    retry_500=False,
+                )
             except ServerError:
                 pass  # the server cannot open it as Blosc2; its download still sends it
         try:
-            return self._t.request("GET", "/api/download/" + api_path(remote), path=remote,
-                                   headers=headers, stream=True, work=True,
-                                   retry_500=remote.isascii())
+            return self._t.request(
+                "GET",
+                "/api/download/" + api_path(remote),
+                path=remote,
+                headers=headers,
+                stream=True,
+                work=True,
+                retry_500=remote.isascii(),
+            )
         except ServerError:
             if remote.isascii() or PurePosixPath(remote).suffix in _FETCHABLE:
                 raise
@@ -368,13 +416,16 @@ class Client:
         typesize = int(info.get("cparams", {}).get("typesize", info.get("typesize", 1)))
         with self._scratch_folder(dest) as tmp:
             frame = tmp / "frame.b2"
-            schunk = blosc2.SChunk(chunksize=int(info["chunksize"]), urlpath=str(frame),
-                                   mode="w", cparams={"typesize": typesize})
+            schunk = blosc2.SChunk(
+                chunksize=int(info["chunksize"]),
+                urlpath=str(frame),
+                mode="w",
+                cparams={"typesize": typesize},
+            )
             for nchunk in range(int(info["nchunks"])):
                 schunk.insert_chunk(nchunk, self.get_chunk(remote, nchunk))
             if schunk.nbytes != info.get("nbytes", schunk.nbytes):
-                raise BadRequest("the chunks add up to another size than the file's",
-                                 path=remote)
+                raise BadRequest("the chunks add up to another size than the file's", path=remote)
             del schunk
             return self._write_unpacked(frame, dest, durable)
 
@@ -382,8 +433,9 @@ class Client:
     @contextlib.contextmanager
     def _scratch_folder(dest: Path) -> Iterator[Path]:
         """A private folder beside ``dest`` (same file system, removed afterwards)."""
-        with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None,
-                                         prefix=".cat2sync-") as tmp:
+        with tempfile.TemporaryDirectory(
+            dir=dest.parent if dest.parent.exists() else None, prefix=".cat2sync-"
+        ) as tmp:
             yield Path(tmp)
 
     @staticmethod
@@ -403,8 +455,11 @@ class Client:
 
     # -- writing data ----------------------------------------------------------
 
-    def upload(self, localpath: str | os.PathLike[str], dataset: str | PurePosixPath,
-               ) -> RemotePath:
+    def upload(
+        self,
+        localpath: str | os.PathLike[str],
+        dataset: str | PurePosixPath,
+    ) -> RemotePath:
         """Upload a local file (streamed from disk); returns its remote path.
 
         Regular files (not ``.b2nd``/``.b2frame``/``.b2``/``.h5``) are compressed by the
@@ -429,8 +484,11 @@ class Client:
     def append(self, remotepath: str | PurePosixPath, data: Any) -> tuple[int, ...]:
         """Append ``data`` along the first axis of a remote ``.b2nd``; returns the new shape."""
         remote = str(remotepath).strip("/")
-        frame = data.to_cframe() if isinstance(data, blosc2.NDArray) else \
-            blosc2.asarray(np.asarray(data)).to_cframe()
+        frame = (
+            data.to_cframe()
+            if isinstance(data, blosc2.NDArray)
+            else blosc2.asarray(np.asarray(data)).to_cframe()
+        )
 
         def body() -> dict[str, Any]:
             return {"files": {"file": ("append.b2nd", frame, "application/octet-stream")}}
@@ -444,13 +502,15 @@ class Client:
 
     def copy(self, src: str | PurePosixPath, dst: str | PurePosixPath) -> RemotePath:
         """Copy a dataset or directory; a ``dst`` without suffix is a directory."""
-        return RemotePath(self._post_json("copy/", json={"src": str(src), "dst": str(dst)},
-                                          about=str(src)))
+        return RemotePath(
+            self._post_json("copy/", json={"src": str(src), "dst": str(dst)}, about=str(src))
+        )
 
     def move(self, src: str | PurePosixPath, dst: str | PurePosixPath) -> RemotePath:
         """Move a dataset or directory; a ``dst`` without suffix is a directory."""
-        return RemotePath(self._post_json("move/", json={"src": str(src), "dst": str(dst)},
-                                          about=str(src)))
+        return RemotePath(
+            self._post_json("move/", json={"src": str(src), "dst": str(dst)}, about=str(src))
+        )
 
     def remove(self, path: str | PurePosixPath) -> RemotePath:
         """Remove a dataset or file. A directory is removed **with its contents**."""
@@ -465,8 +525,13 @@ class Client:
 
     # -- computing on the server -----------------------------------------------
 
-    def lazyexpr(self, name: str, expression: str, operands: Mapping[str, Any] | None = None,
-                 compute: bool = False) -> RemotePath:
+    def lazyexpr(
+        self,
+        name: str,
+        expression: str,
+        operands: Mapping[str, Any] | None = None,
+        compute: bool = False,
+    ) -> RemotePath:
         """Create (or overwrite) ``@personal/<name>.b2nd`` from ``expression``.
 
         The result is always computed on the server (``compute`` is accepted for
@@ -475,11 +540,13 @@ class Client:
         _check_plain_name(name)
         body = self._lazyarr_body(name, expression, operands or {})
         with self._operands_checked(body["operands"]):
-            return RemotePath(self._post_json("lazyexpr/", json=body,
-                                              about=f"@personal/{name}.b2nd"))
+            return RemotePath(
+                self._post_json("lazyexpr/", json=body, about=f"@personal/{name}.b2nd")
+            )
 
-    def lazyexpr_at(self, dst: str | PurePosixPath, expression: str,
-                    operands: Mapping[str, Any]) -> RemotePath:
+    def lazyexpr_at(
+        self, dst: str | PurePosixPath, expression: str, operands: Mapping[str, Any]
+    ) -> RemotePath:
         """Like :meth:`lazyexpr`, but the result goes to any writable ``.b2nd`` path."""
         target = _b2nd_path(dst)
         body = self._lazyarr_body(None, expression, operands)
@@ -497,24 +564,36 @@ class Client:
             raise
 
     @staticmethod
-    def _lazyarr_body(name: str | None, expression: str, operands: Mapping[str, Any],
-                      ) -> dict[str, Any]:
-        return {"name": name, "expression": expression, "func": None, "dtype": None,
-                "shape": None, "compute": True,
-                "operands": {var: str(p) for var, p in operands.items()}}
+    def _lazyarr_body(
+        name: str | None,
+        expression: str,
+        operands: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "expression": expression,
+            "func": None,
+            "dtype": None,
+            "shape": None,
+            "compute": True,
+            "operands": {var: str(p) for var, p in operands.items()},
+        }
 
-    def concatenate(self, srcs: Sequence[str | PurePosixPath], dst: str | PurePosixPath,
-                    axis: int) -> RemotePath:
+    def concatenate(
+        self, srcs: Sequence[str | PurePosixPath], dst: str | PurePosixPath, axis: int
+    ) -> RemotePath:
         """Concatenate ``srcs`` along ``axis`` into ``dst``, computed on the server."""
         return self._combine("concat", srcs, dst, axis)
 
-    def stack(self, srcs: Sequence[str | PurePosixPath], dst: str | PurePosixPath,
-              axis: int) -> RemotePath:
+    def stack(
+        self, srcs: Sequence[str | PurePosixPath], dst: str | PurePosixPath, axis: int
+    ) -> RemotePath:
         """Stack ``srcs`` along a new ``axis`` into ``dst``, computed on the server."""
         return self._combine("stack", srcs, dst, axis)
 
-    def _combine(self, func: str, srcs: Sequence[str | PurePosixPath],
-                 dst: str | PurePosixPath, axis: int) -> RemotePath:
+    def _combine(
+        self, func: str, srcs: Sequence[str | PurePosixPath], dst: str | PurePosixPath, axis: int
+    ) -> RemotePath:
         if not srcs:
             raise BadRequest(f"{func}: no source datasets")
         operands = {f"o{i}": str(src) for i, src in enumerate(srcs)}
@@ -537,12 +616,16 @@ class Client:
             message: str = self._post_json(
                 "adduser/",
                 json={"username": newuser, "password": password, "superuser": superuser},
-                about=newuser, work=False,
+                about=newuser,
+                work=False,
             )
         except BadRequest as exc:
             if "InvalidPassword" in exc.detail:
-                raise BadRequest("password refused by the server (it needs at least 8 "
-                                 "characters)", path=newuser, status=exc.status) from None
+                raise BadRequest(
+                    "password refused by the server (it needs at least 8 characters)",
+                    path=newuser,
+                    status=exc.status,
+                ) from None
             raise
         return message
 

@@ -58,8 +58,9 @@ class _WritebackFile(io.FileIO):
             n += super().write(view[n:]) or 0
         self._written += n
         if _sync_file_range is not None and self._written - self._started >= _WRITEBACK_EVERY:
-            _sync_file_range(self.fileno(), self._started, self._written - self._started,
-                             _SYNC_FILE_RANGE_WRITE)
+            _sync_file_range(
+                self.fileno(), self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE
+            )
             self._started = self._written
         return n
 

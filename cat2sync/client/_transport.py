@@ -60,8 +60,7 @@ class TransferStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _local: threading.local = field(default_factory=threading.local, repr=False,
-                                    compare=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def add(self, *, sent: int = 0, received: int = 0, requests: int = 0) -> None:
         with self._lock:
@@ -76,10 +75,12 @@ class TransferStats:
         """``(bytes_sent, bytes_received)`` by the calling thread so far."""
         return getattr(self._local, "sent", 0), getattr(self._local, "received", 0)
 
+
 # Reads of @public need no login, and checking a login cookie costs the server about as
 # much CPU as the read itself (a JWT and a user lookup per request): these go without it.
-_PUBLIC_READS = tuple(f"/api/{endpoint}/@public" for endpoint in
-                      ("list", "info", "fetch", "chunk", "download"))
+_PUBLIC_READS = tuple(
+    f"/api/{endpoint}/@public" for endpoint in ("list", "info", "fetch", "chunk", "download")
+)
 
 
 def _is_public_read(method: str, url: str) -> bool:
@@ -151,7 +152,8 @@ def _detail(response: httpx.Response) -> str:
         return str(detail.get("reason") or detail.get("code") or detail)
     if isinstance(detail, list):  # FastAPI validation errors
         return "; ".join(
-            f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" if isinstance(d, dict)
+            f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
+            if isinstance(d, dict)
             else str(d)
             for d in detail
         )
@@ -172,14 +174,17 @@ def error_for(response: httpx.Response, path: str | None) -> RemoteError:
             return PermissionDenied(detail, path=path, status=status)
         return AuthenticationError(
             "not logged in, or not allowed to do this without a login"
-            if detail == "Unauthorized" else detail,
-            path=path, status=status,
+            if detail == "Unauthorized"
+            else detail,
+            path=path,
+            status=status,
         )
     if status == 403:
         return PermissionDenied(detail, path=path, status=status)
     if status == 404:
-        return NotFound("no such path" if detail == "Not Found" else detail,
-                        path=path, status=status)
+        return NotFound(
+            "no such path" if detail == "Not Found" else detail, path=path, status=status
+        )
     if status >= 500:
         return ServerError(f"server error {status}: {detail}", path=path, status=status)
     return BadRequest(detail, path=path, status=status)
@@ -236,7 +241,8 @@ class Transport:
         # sent on a connection the server is closing fails, and a write cannot be retried.
         inner = self._injected or httpx.HTTPTransport(
             verify=_tls_context(self._verify),
-            limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_EXPIRY))
+            limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_EXPIRY),
+        )
         return httpx.Client(
             base_url=self.urlbase,
             transport=_CountingTransport(inner, self.stats),
@@ -279,8 +285,7 @@ class Transport:
         try:
             resp = self._http.post(
                 "/auth/jwt/login",
-                data={"username": self.credentials.username,
-                      "password": self.credentials.password},
+                data={"username": self.credentials.username, "password": self.credentials.password},
             )
         except httpx.TimeoutException as exc:
             raise Timeout(f"login timed out: {self.urlbase}") from exc
@@ -331,8 +336,16 @@ class Transport:
         while True:
             attempt += 1
             try:
-                response = self._send(method, url, params=params, json=json, headers=headers,
-                                      extra=body() if body else {}, work=work, stream=stream)
+                response = self._send(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=headers,
+                    extra=body() if body else {},
+                    work=work,
+                    stream=stream,
+                )
             except httpx.ConnectError as exc:
                 if attempt <= self.retries:
                     self._sleep_backoff(attempt)
@@ -342,15 +355,17 @@ class Transport:
                 if idempotent and attempt <= self.retries:
                     self._sleep_backoff(attempt)
                     continue
-                raise Timeout(f"no answer from {self.urlbase} in time ({exc.__class__.__name__})",
-                              path=path) from exc
+                raise Timeout(
+                    f"no answer from {self.urlbase} in time ({exc.__class__.__name__})", path=path
+                ) from exc
             except httpx.TransportError as exc:
                 self._reset_pool()
                 if idempotent and attempt <= self.retries:
                     self._sleep_backoff(attempt)
                     continue
-                raise TransportError(f"connection to {self.urlbase} failed: {exc}",
-                                     path=path) from exc
+                raise TransportError(
+                    f"connection to {self.urlbase} failed: {exc}", path=path
+                ) from exc
             if response.status_code < 400:
                 return response
             if stream:
@@ -363,19 +378,34 @@ class Transport:
             if status >= 500:
                 self._reset_pool()
                 retryable = status in _RETRY_STATUSES or (
-                    status == 500 and retry_500 and not retried_500)
+                    status == 500 and retry_500 and not retried_500
+                )
                 if idempotent and retryable and attempt <= self.retries:
                     retried_500 = retried_500 or status == 500
                     self._sleep_backoff(attempt)
                     continue
             raise error_for(response, path)
 
-    def _send(self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any,
-              headers: Mapping[str, str] | None, extra: dict[str, Any], work: bool,
-              stream: bool) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        extra: dict[str, Any],
+        work: bool,
+        stream: bool,
+    ) -> httpx.Response:
         request = self._http.build_request(
-            method, url, params=params, json=json, headers=headers,
-            timeout=self.work_timeout if work else self.timeout, **extra,
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=headers,
+            timeout=self.work_timeout if work else self.timeout,
+            **extra,
         )
         if _is_public_read(method, url):
             request.headers.pop("Cookie", None)

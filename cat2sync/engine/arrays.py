@@ -58,10 +58,15 @@ def layout_of(arr: blosc2.NDArray, rows: int | None = None) -> Layout:
         _digest(b"".join(schunk.get_chunk(r * per_row + k) for k in range(per_row)))
         for r in range(complete)
     )
-    tail = arr[complete * chunk_rows:rows] if arr.ndim else arr[()]
+    tail = arr[complete * chunk_rows : rows] if arr.ndim else arr[()]
     tail_digest = _digest(np.ascontiguousarray(tail).tobytes())
-    return Layout(shape=(rows, *arr.shape[1:]), dtype=str(arr.dtype),
-                  chunks=tuple(arr.chunks), digests=digests, tail_digest=tail_digest)
+    return Layout(
+        shape=(rows, *arr.shape[1:]),
+        dtype=str(arr.dtype),
+        chunks=tuple(arr.chunks),
+        digests=digests,
+        tail_digest=tail_digest,
+    )
 
 
 def rows_frame(arr: blosc2.NDArray, start: int, stop: int) -> blosc2.NDArray:

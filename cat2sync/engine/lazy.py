@@ -27,11 +27,19 @@ class LazyExprEngine:
         self.transient = False  # the last failure was the network's, not the expression's
 
     @classmethod
-    def from_request(cls, request: LazyExprRequest, client: Client, emit: EventSink,
-                     ) -> LazyExprEngine:
+    def from_request(
+        cls,
+        request: LazyExprRequest,
+        client: Client,
+        emit: EventSink,
+    ) -> LazyExprEngine:
         """An engine for an expression a plugin asked for (``cat2sync_lazyexprs``)."""
-        rule = LazyExprRule(name=request.name, expression=request.expression,
-                            operands=request.operands, path=request.path)
+        rule = LazyExprRule(
+            name=request.name,
+            expression=request.expression,
+            operands=request.operands,
+            path=request.path,
+        )
         return cls(rule, client, emit)
 
     @property
@@ -54,17 +62,30 @@ class LazyExprEngine:
             # Retried on the next change of an operand, or on the next scheduled refresh.
             # Not only Cat2Error: this runs inside start() and scheduler jobs, which an
             # unexpected error must not abort.
-            self.last_error = str(exc) if isinstance(exc, Cat2Error) else \
-                f"{exc.__class__.__name__}: {exc}"
+            self.last_error = (
+                str(exc) if isinstance(exc, Cat2Error) else f"{exc.__class__.__name__}: {exc}"
+            )
             log.debug("lazyexpr %s failed", self.rule.name, exc_info=exc)
-            self.emit(Event(kind=EventKind.FAILED, rule=f"lazyexpr:{self.rule.name}",
-                            path=self.rule.name, remote=self.target,
-                            message=self.last_error))
+            self.emit(
+                Event(
+                    kind=EventKind.FAILED,
+                    rule=f"lazyexpr:{self.rule.name}",
+                    path=self.rule.name,
+                    remote=self.target,
+                    message=self.last_error,
+                )
+            )
             return False
         self.last_error = None
         self.transient = False
-        self.emit(Event(kind=EventKind.COMPUTED, rule=f"lazyexpr:{self.rule.name}",
-                        path=self.rule.name, remote=self.target,
-                        message=f"computed {self.rule.expression}",
-                        seconds=time.monotonic() - started))
+        self.emit(
+            Event(
+                kind=EventKind.COMPUTED,
+                rule=f"lazyexpr:{self.rule.name}",
+                path=self.rule.name,
+                remote=self.target,
+                message=f"computed {self.rule.expression}",
+                seconds=time.monotonic() - started,
+            )
+        )
         return True

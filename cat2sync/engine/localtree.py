@@ -48,7 +48,8 @@ class Matcher:
         if any(part.startswith(TEMP_PREFIX) for part in relpath.split("/")):
             return False
         return any(r.match(relpath) for r in self._include) and not any(
-            r.match(relpath) for r in self._exclude)
+            r.match(relpath) for r in self._exclude
+        )
 
 
 def is_inside(path: Path, root: Path) -> bool:
@@ -60,8 +61,12 @@ def is_inside(path: Path, root: Path) -> bool:
     return True
 
 
-def scan(root: Path, matcher: Callable[[str], bool], *, follow_symlinks: bool = False,
-         ) -> Iterator[tuple[str, os.stat_result]]:
+def scan(
+    root: Path,
+    matcher: Callable[[str], bool],
+    *,
+    follow_symlinks: bool = False,
+) -> Iterator[tuple[str, os.stat_result]]:
     """Yield ``(relpath, stat)`` for every matching regular file below ``root``.
 
     Symlinks are skipped unless ``follow_symlinks``; even then, a link that leads
@@ -85,8 +90,9 @@ def scan(root: Path, matcher: Callable[[str], bool], *, follow_symlinks: bool = 
                         continue
                     here = entry.stat(follow_symlinks=follow_symlinks)
                     if (here.st_dev, here.st_ino) not in above:
-                        stack.append((Path(entry.path), rel + "/",
-                                      above | {(here.st_dev, here.st_ino)}))
+                        stack.append(
+                            (Path(entry.path), rel + "/", above | {(here.st_dev, here.st_ino)})
+                        )
                     continue
                 if entry.is_file(follow_symlinks=follow_symlinks) and matcher(rel):
                     yield rel, entry.stat(follow_symlinks=follow_symlinks)

@@ -112,8 +112,14 @@ def _raw(data: Any) -> bytes:
 class MirrorEngine:
     """Runs one ``[[subscribe]]`` rule."""
 
-    def __init__(self, rule: SubscribeRule, client: Client, state: StateStore,
-                 emit: EventSink, plugins: Plugins) -> None:
+    def __init__(
+        self,
+        rule: SubscribeRule,
+        client: Client,
+        state: StateStore,
+        emit: EventSink,
+        plugins: Plugins,
+    ) -> None:
         self.rule = rule
         self.client = client
         self.state = state
@@ -138,8 +144,9 @@ class MirrorEngine:
         listing = self.client.get_list(self.rule.remote)
         names = self._safe_names(listing, result)
         result.listed = len(names)
-        with ThreadPoolExecutor(max_workers=self.rule.concurrency,
-                                thread_name_prefix="cat2sync-mirror") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.rule.concurrency, thread_name_prefix="cat2sync-mirror"
+        ) as pool:
             for outcome in pool.map(lambda item: self._sync_one(*item), names.items()):
                 self._tally(outcome, result)
         # Everything listed still exists remotely, even what was skipped this time.
@@ -157,8 +164,11 @@ class MirrorEngine:
                 if name.startswith(TEMP_PREFIX) or is_partial(name):
                     with contextlib.suppress(OSError):
                         Path(folder, name).unlink()
-                    log.info("%s: removed %s, left by an interrupted download",
-                             self.rule.name, Path(folder, name))
+                    log.info(
+                        "%s: removed %s, left by an interrupted download",
+                        self.rule.name,
+                        Path(folder, name),
+                    )
 
     def _tally(self, outcome: _Outcome, result: PassResult) -> None:
         if outcome.tally is not None:
@@ -180,8 +190,11 @@ class MirrorEngine:
         # Of colliding names, one already mirrored wins (a newcomer never evicts it),
         # then one already in NFC (the server cannot even serve some other forms).
         for name in sorted(listing, key=lambda n: (n not in known, not _is_nfc(n))):
-            if (not self.matcher(name) or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
-                    or self.plugins.ignore(self.rule, name)):
+            if (
+                not self.matcher(name)
+                or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+                or self.plugins.ignore(self.rule, name)
+            ):
                 continue
             try:
                 clean, target = local_target(self.rule.local, name)
@@ -201,8 +214,15 @@ class MirrorEngine:
 
     def _skip(self, name: str, reason: str, result: PassResult) -> None:
         result.skipped += 1
-        self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=repr(name),
-                        remote=self.remote_for(name), message=f"unsafe remote name: {reason}"))
+        self.emit(
+            Event(
+                kind=EventKind.SKIPPED,
+                rule=self.rule.name,
+                path=repr(name),
+                remote=self.remote_for(name),
+                message=f"unsafe remote name: {reason}",
+            )
+        )
 
     def _sync_one(self, name: str, target: Path) -> _Outcome:
         remote = self.remote_for(name)
@@ -221,8 +241,16 @@ class MirrorEngine:
             if not isinstance(exc, Cat2Error | OSError):
                 log.debug("%s: %s", remote, message, exc_info=exc)
                 message = f"{exc.__class__.__name__}: {message}"
-            return _Outcome("failed", Event(kind=EventKind.FAILED, rule=self.rule.name,
-                                            path=name, remote=remote, message=message))
+            return _Outcome(
+                "failed",
+                Event(
+                    kind=EventKind.FAILED,
+                    rule=self.rule.name,
+                    path=name,
+                    remote=remote,
+                    message=message,
+                ),
+            )
 
     def _fetched_whole(self, name: str) -> bool:
         """Whether a first copy of ``name`` can be the server's stored file as fetched."""
@@ -239,35 +267,61 @@ class MirrorEngine:
             return None
         shape, nchunks = _local_layout(target)
         self._record(name, target, etag=etag, mtime=None, shape=shape, nchunks=nchunks)
-        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name,
-                      path=self._local_rel(target), remote=remote,
-                      bytes=written, seconds=time.monotonic() - started)
+        event = Event(
+            kind=EventKind.DOWNLOADED,
+            rule=self.rule.name,
+            path=self._local_rel(target),
+            remote=remote,
+            bytes=written,
+            seconds=time.monotonic() - started,
+        )
         return _Outcome("downloaded", event, remote)
 
     def _bring(self, entry: _Remote, rec: Mirrored | None) -> _Outcome:
         remote = self.remote_for(entry.name)
-        if (rec is not None and entry.etag is not None and rec.etag == entry.etag
-                and self._local_intact(entry.target, rec)):
+        if (
+            rec is not None
+            and entry.etag is not None
+            and rec.etag == entry.etag
+            and self._local_intact(entry.target, rec)
+        ):
             return _Outcome("unchanged")
         if "error" in entry.info:  # the server cannot read it, nor serve it (500)
-            return _Outcome("skipped", Event(
-                kind=EventKind.SKIPPED, rule=self.rule.name, path=self._local_rel(entry.target),
-                remote=remote,
-                message=f"the server cannot read it ({entry.info['error']}): not mirrored"))
+            return _Outcome(
+                "skipped",
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=self._local_rel(entry.target),
+                    remote=remote,
+                    message=f"the server cannot read it ({entry.info['error']}): not mirrored",
+                ),
+            )
         started = time.monotonic()
         # A transformed copy is not the server's file: it cannot grow by its chunks.
         rows, nbytes = self._extend(entry, rec) if self.chain is None else (None, 0)
         if rows is None:
             nbytes += self._download(entry)
         shape = entry.info.get("shape")
-        self._record(entry.name, entry.target, etag=entry.etag, mtime=entry.info.get("mtime"),
-                     shape=tuple(shape) if shape else None,
-                     nchunks=_schunk_info(entry.info).get("nchunks"))
+        self._record(
+            entry.name,
+            entry.target,
+            etag=entry.etag,
+            mtime=entry.info.get("mtime"),
+            shape=tuple(shape) if shape else None,
+            nchunks=_schunk_info(entry.info).get("nchunks"),
+        )
         # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
-        event = Event(kind=EventKind.DOWNLOADED, rule=self.rule.name,
-                      path=self._local_rel(entry.target), remote=remote, rows=rows, bytes=nbytes,
-                      seconds=time.monotonic() - started,
-                      message="new rows only" if rows is not None else None)
+        event = Event(
+            kind=EventKind.DOWNLOADED,
+            rule=self.rule.name,
+            path=self._local_rel(entry.target),
+            remote=remote,
+            rows=rows,
+            bytes=nbytes,
+            seconds=time.monotonic() - started,
+            message="new rows only" if rows is not None else None,
+        )
         return _Outcome("downloaded" if rows is None else "extended", event, remote)
 
     def _local_rel(self, target: Path) -> str:
@@ -277,8 +331,7 @@ class MirrorEngine:
         """Download ``entry`` whole (atomically); returns the bytes it cost."""
         if self.chain is not None and entry.name.endswith(".b2nd") and entry.info.get("shape"):
             return self._download_transformed(entry)
-        written = self.client.download_to(self.remote_for(entry.name), entry.target,
-                                          durable=True)
+        written = self.client.download_to(self.remote_for(entry.name), entry.target, durable=True)
         if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
             return written
         # A regular file crossed the network as its compressed frame, of about cbytes.
@@ -304,12 +357,29 @@ class MirrorEngine:
             return False
         return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
 
-    def _record(self, name: str, target: Path, *, etag: str | None, mtime: str | None,
-                shape: tuple[int, ...] | None, nchunks: int | None) -> None:
+    def _record(
+        self,
+        name: str,
+        target: Path,
+        *,
+        etag: str | None,
+        mtime: str | None,
+        shape: tuple[int, ...] | None,
+        nchunks: int | None,
+    ) -> None:
         st = target.stat()
-        self.state.put_mirrored(Mirrored(
-            rule=self.rule.name, remote_rel=name, etag=etag, mtime=mtime, shape=shape,
-            nchunks=nchunks, size=st.st_size, mtime_ns=st.st_mtime_ns))
+        self.state.put_mirrored(
+            Mirrored(
+                rule=self.rule.name,
+                remote_rel=name,
+                etag=etag,
+                mtime=mtime,
+                shape=shape,
+                nchunks=nchunks,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+            )
+        )
 
     # -- incremental growth ----------------------------------------------------
 
@@ -320,8 +390,13 @@ class MirrorEngine:
         grow, or when the extended copy could not be proved right (download it whole).
         """
         shape = entry.info.get("shape")
-        if (rec is None or rec.shape is None or not shape or not entry.name.endswith(".b2nd")
-                or not self._local_intact(entry.target, rec)):
+        if (
+            rec is None
+            or rec.shape is None
+            or not shape
+            or not entry.name.endswith(".b2nd")
+            or not self._local_intact(entry.target, rec)
+        ):
             return None, 0
         old_rows, new_rows = rec.shape[0], shape[0]
         if tuple(shape[1:]) != rec.shape[1:] or new_rows <= old_rows:
@@ -336,15 +411,19 @@ class MirrorEngine:
         try:
             self._extend_file(entry, old_rows, fetch)
         except (Cat2Error, RuntimeError, ValueError, KeyError, OSError) as exc:
-            log.info("%s: incremental update of %s not possible (%s); downloading it whole",
-                     self.rule.name, entry.name, exc)
+            log.info(
+                "%s: incremental update of %s not possible (%s); downloading it whole",
+                self.rule.name,
+                entry.name,
+                exc,
+            )
             return None, sum(fetched)
         return int(new_rows - old_rows), sum(fetched)
 
-    def _extend_file(self, entry: _Remote, old_rows: int,
-                     fetch: Callable[[int], bytes]) -> None:
-        with tempfile.NamedTemporaryFile(dir=entry.target.parent, prefix=TEMP_PREFIX,
-                                         suffix=".b2nd", delete=False) as tmp:
+    def _extend_file(self, entry: _Remote, old_rows: int, fetch: Callable[[int], bytes]) -> None:
+        with tempfile.NamedTemporaryFile(
+            dir=entry.target.parent, prefix=TEMP_PREFIX, suffix=".b2nd", delete=False
+        ) as tmp:
             tmp_path = Path(tmp.name)
         try:
             shutil.copyfile(entry.target, tmp_path)
@@ -370,7 +449,10 @@ class MirrorEngine:
     @staticmethod
     def _check_layout(arr: Any, info: dict[str, Any]) -> None:
         if (tuple(arr.chunks), tuple(arr.blocks), str(arr.dtype)) != (
-                tuple(info["chunks"]), tuple(info["blocks"]), info["dtype"]):
+            tuple(info["chunks"]),
+            tuple(info["blocks"]),
+            info["dtype"],
+        ):
             raise ValueError("the dtype or the chunk layout changed")
 
     # The server keeps no content digest, so a dataset replaced by a longer one with the
@@ -406,12 +488,24 @@ class MirrorEngine:
             return
         cap = max(1, int(self.rule.max_delete * len(records)))
         if not present or len(gone) > cap:
-            reason = (f"{len(gone)} of {len(records)} mirrored files vanished remotely, more "
-                      f"than max_delete allows ({cap}): no local file removed") if present else \
-                "the remote folder lists nothing: no local file removed"
+            reason = (
+                (
+                    f"{len(gone)} of {len(records)} mirrored files vanished remotely, more "
+                    f"than max_delete allows ({cap}): no local file removed"
+                )
+                if present
+                else "the remote folder lists nothing: no local file removed"
+            )
             result.errors.append(reason)
-            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
-                            remote=self.rule.remote, message=reason))
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=".",
+                    remote=self.rule.remote,
+                    message=reason,
+                )
+            )
             return
         for rec in gone:
             self._delete_local(rec, result)
@@ -424,20 +518,31 @@ class MirrorEngine:
             self.state.delete_mirrored(self.rule.name, rec.remote_rel)
             return
         if target.exists() and not self._local_intact(target, rec):
-            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=rec.remote_rel,
-                            remote=remote, message="changed locally since it was mirrored: kept"))
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=rec.remote_rel,
+                    remote=remote,
+                    message="changed locally since it was mirrored: kept",
+                )
+            )
         else:
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
             result.deleted += 1
-            self.emit(Event(kind=EventKind.DELETED, rule=self.rule.name, path=rec.remote_rel,
-                            remote=remote))
+            self.emit(
+                Event(
+                    kind=EventKind.DELETED, rule=self.rule.name, path=rec.remote_rel, remote=remote
+                )
+            )
         self.state.delete_mirrored(self.rule.name, rec.remote_rel)
 
 
 def _folder_clashes(keys: Iterable[str]) -> list[str]:
     """Collision keys of files that are also a folder on another entry's path."""
     files = list(keys)
-    folders = {"/".join(parts[:i]) for parts in (k.split("/") for k in files)
-               for i in range(1, len(parts))}
+    folders = {
+        "/".join(parts[:i]) for parts in (k.split("/") for k in files) for i in range(1, len(parts))
+    }
     return [k for k in files if k in folders]

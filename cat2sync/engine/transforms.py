@@ -35,8 +35,13 @@ class Chain:
     direction: str
 
     @classmethod
-    def build(cls, specs: Sequence[TransformSpec], registry: dict[str, Transform], rule: str,
-              direction: str) -> Chain | None:
+    def build(
+        cls,
+        specs: Sequence[TransformSpec],
+        registry: dict[str, Transform],
+        rule: str,
+        direction: str,
+    ) -> Chain | None:
         if not specs:
             return None
         missing = [s.name for s in specs if s.name not in registry]
@@ -44,8 +49,14 @@ class Chain:
             raise TransformError(f"{rule}: unknown transform(s): {', '.join(missing)}")
         return cls(tuple((s, registry[s.name]) for s in specs), rule, direction)
 
-    def apply(self, rows: np.ndarray, *, path: str, start_row: int,
-              expect: tuple[str, tuple[int, ...]] | None = None) -> np.ndarray:
+    def apply(
+        self,
+        rows: np.ndarray,
+        *,
+        path: str,
+        start_row: int,
+        expect: tuple[str, tuple[int, ...]] | None = None,
+    ) -> np.ndarray:
         """Transform ``rows``; ``expect`` is the ``(dtype, trailing shape)`` they must have.
 
         :raises TransformError: a transform raised, changed the number of rows, or gave
@@ -53,31 +64,41 @@ class Chain:
         """
         out = rows
         for spec, func in self.steps:
-            ctx = TransformContext(params=dict(spec.params), rule=self.rule, path=path,
-                                   start_row=start_row, direction=self.direction)
+            ctx = TransformContext(
+                params=dict(spec.params),
+                rule=self.rule,
+                path=path,
+                start_row=start_row,
+                direction=self.direction,
+            )
             try:
                 out = np.asarray(func(out, ctx))
             except Exception as exc:
-                raise TransformError(f"transform {_named(spec, func)} failed on {path}: "
-                                     f"{exc.__class__.__name__}: {exc}") from exc
+                raise TransformError(
+                    f"transform {_named(spec, func)} failed on {path}: "
+                    f"{exc.__class__.__name__}: {exc}"
+                ) from exc
             if out.ndim == 0 or out.shape[0] != rows.shape[0]:
                 raise TransformError(
                     f"transform {_named(spec, func)} changed the number of rows of {path} "
-                    f"from {rows.shape[0]} to {out.shape[0] if out.ndim else 'a scalar'}")
+                    f"from {rows.shape[0]} to {out.shape[0] if out.ndim else 'a scalar'}"
+                )
         if expect is not None and (str(out.dtype), tuple(out.shape[1:])) != expect:
             names = ", ".join(_named(spec, func) for spec, func in self.steps)
             raise TransformError(
                 f"transform{'s' if len(self.steps) > 1 else ''} {names} gave {out.dtype} "
                 f"rows of shape {tuple(out.shape[1:])} for {path}, but the remote array "
-                f"holds {expect[0]} rows of shape {tuple(expect[1])}")
+                f"holds {expect[0]} rows of shape {tuple(expect[1])}"
+            )
         return out
 
     def rewrite(self, source: Any, dest: Path, *, path: str) -> tuple[str, tuple[int, ...]]:
         """Write the transform of the whole array ``source`` to ``dest`` (a ``.b2nd``),
         a slab of rows at a time; returns the result's ``(dtype, trailing shape)``."""
         if not source.shape:
-            raise TransformError(f"{path}: transforms apply to rows, and this array is a "
-                                 "scalar (0-d)")
+            raise TransformError(
+                f"{path}: transforms apply to rows, and this array is a scalar (0-d)"
+            )
         rows = source.shape[0]
         row_bytes = max(1, source.dtype.itemsize * int(np.prod(source.shape[1:])))
         chunk_rows = max(1, source.chunks[0])  # an empty array may have empty chunks
@@ -85,20 +106,29 @@ class Chain:
         out: Any = None
         expect: tuple[str, tuple[int, ...]] | None = None
         for start in range(0, max(rows, 1), step):
-            piece = self.apply(source[start:min(rows, start + step)], path=path,
-                               start_row=start, expect=expect)
+            piece = self.apply(
+                source[start : min(rows, start + step)], path=path, start_row=start, expect=expect
+            )
             if out is None:
                 expect = (str(piece.dtype), tuple(piece.shape[1:]))
                 # The source's chunk layout when the trailing shape is kept: it was chosen
                 # for how the array grows (an empty array must keep it to grow at all).
                 # Otherwise Blosc2 chooses for the new shape.
-                layout = {"chunks": tuple(source.chunks), "blocks": tuple(source.blocks)} \
-                    if expect[1] == tuple(source.shape[1:]) and source.chunks[0] else {}
-                out = blosc2.empty((rows, *piece.shape[1:]), dtype=piece.dtype,
-                                   urlpath=str(dest), mode="w", cparams=_cparams(source),
-                                   **layout)
+                layout = (
+                    {"chunks": tuple(source.chunks), "blocks": tuple(source.blocks)}
+                    if expect[1] == tuple(source.shape[1:]) and source.chunks[0]
+                    else {}
+                )
+                out = blosc2.empty(
+                    (rows, *piece.shape[1:]),
+                    dtype=piece.dtype,
+                    urlpath=str(dest),
+                    mode="w",
+                    cparams=_cparams(source),
+                    **layout,
+                )
             if piece.shape[0]:
-                out[start:start + piece.shape[0]] = piece
+                out[start : start + piece.shape[0]] = piece
         assert expect is not None
         return expect
 
@@ -112,5 +142,9 @@ def _named(spec: TransformSpec, func: Transform) -> str:
 def _cparams(source: Any) -> dict[str, Any]:
     """The source's codec settings, without its typesize (the dtype may change)."""
     cp = source.schunk.cparams
-    return {"codec": cp.codec, "clevel": cp.clevel, "filters": cp.filters,
-            "filters_meta": cp.filters_meta}
+    return {
+        "codec": cp.codec,
+        "clevel": cp.clevel,
+        "filters": cp.filters,
+        "filters_meta": cp.filters_meta,
+    }

@@ -70,8 +70,9 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
 class UploadEngine:
     """Runs one ``[[upload]]`` rule against one server."""
 
-    def __init__(self, rule: UploadRule, client: Client, state: StateStore,
-                 emit: EventSink, plugins: Plugins) -> None:
+    def __init__(
+        self, rule: UploadRule, client: Client, state: StateStore, emit: EventSink, plugins: Plugins
+    ) -> None:
         self.rule = rule
         self.client = client
         self.state = state
@@ -112,9 +113,14 @@ class UploadEngine:
             if relpath in self._refused:
                 return
             self._refused.add(relpath)
-        self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=relpath,
-                        message="the name holds a newline, which Caterva2 cannot store: "
-                                "not sent"))
+        self.emit(
+            Event(
+                kind=EventKind.SKIPPED,
+                rule=self.rule.name,
+                path=relpath,
+                message="the name holds a newline, which Caterva2 cannot store: not sent",
+            )
+        )
 
     def relpath_of(self, path: Path) -> str | None:
         """``path`` relative to the rule folder, or None when it is outside it."""
@@ -156,9 +162,15 @@ class UploadEngine:
         # This thread's bytes only: other files are being sent at the same time.
         sent_before = self.client.stats.this_thread()[0]
         event = self._send(relpath, path, st, rec)
-        return Event(kind=event.kind, rule=event.rule, path=event.path, remote=event.remote,
-                     rows=event.rows, bytes=self.client.stats.this_thread()[0] - sent_before,
-                     seconds=time.monotonic() - started)
+        return Event(
+            kind=event.kind,
+            rule=event.rule,
+            path=event.path,
+            remote=event.remote,
+            rows=event.rows,
+            bytes=self.client.stats.this_thread()[0] - sent_before,
+            seconds=time.monotonic() - started,
+        )
 
     def _send(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped | None) -> Event:
         suffix = path.suffix.lower()
@@ -191,16 +203,27 @@ class UploadEngine:
         if now.st_size != st.st_size or now.st_mtime_ns != st.st_mtime_ns:
             raise FileChanged("changed during the transfer")
 
-    def _record(self, relpath: str, st: os.stat_result, layout: Layout | None,
-                confirm: int | None) -> None:
-        self.state.put_shipped(Shipped(
-            rule=self.rule.name, relpath=relpath, remote=self.remote_for(relpath),
-            kind="array" if layout is not None else "file", size=st.st_size,
-            mtime_ns=st.st_mtime_ns, dev=st.st_dev, inode=st.st_ino,
-            shape=layout.shape if layout else None, dtype=layout.dtype if layout else None,
-            chunks=layout.chunks if layout else None, digests=layout.digests if layout else None,
-            tail_digest=layout.tail_digest if layout else None,
-        ), confirm=confirm)
+    def _record(
+        self, relpath: str, st: os.stat_result, layout: Layout | None, confirm: int | None
+    ) -> None:
+        self.state.put_shipped(
+            Shipped(
+                rule=self.rule.name,
+                relpath=relpath,
+                remote=self.remote_for(relpath),
+                kind="array" if layout is not None else "file",
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                dev=st.st_dev,
+                inode=st.st_ino,
+                shape=layout.shape if layout else None,
+                dtype=layout.dtype if layout else None,
+                chunks=layout.chunks if layout else None,
+                digests=layout.digests if layout else None,
+                tail_digest=layout.tail_digest if layout else None,
+            ),
+            confirm=confirm,
+        )
 
     def _scratch(self) -> tempfile.TemporaryDirectory[str]:
         """A private folder for converted or transformed copies, in the state folder
@@ -212,8 +235,9 @@ class UploadEngine:
     def _upload_converted(self, relpath: str, path: Path, st: os.stat_result) -> Event:
         """Convert with the plugin registered for the suffix, then upload the ``.b2nd``."""
         owner, convert = self.plugins.converters[path.suffix.lower()]
-        ctx = ConverterContext(settings=self.plugins.settings_for(owner), rule=self.rule.name,
-                               path=relpath)
+        ctx = ConverterContext(
+            settings=self.plugins.settings_for(owner), rule=self.rule.name, path=relpath
+        )
         with self._scratch() as tmp:
             converted = Path(tmp) / PurePosixPath(relpath).with_suffix(".b2nd").name
             try:
@@ -229,8 +253,14 @@ class UploadEngine:
                     converted = transformed
             return self._upload_whole(relpath, path, st, layout=None, source=converted)
 
-    def _upload_whole(self, relpath: str, path: Path, st: os.stat_result,
-                      layout: Layout | None, source: Path | None = None) -> Event:
+    def _upload_whole(
+        self,
+        relpath: str,
+        path: Path,
+        st: os.stat_result,
+        layout: Layout | None,
+        source: Path | None = None,
+    ) -> Event:
         """Upload ``source`` (default: the local file itself) as ``relpath``'s remote."""
         if source is None and layout is not None and self.chain is not None:
             with self._scratch() as tmp:
@@ -263,18 +293,24 @@ class UploadEngine:
             self._check_unchanged(path, st)
         self._record(relpath, st, layout, confirm=entry)
         rows = layout.shape[0] if layout else None
-        return Event(kind=EventKind.UPLOADED, rule=self.rule.name, path=relpath, remote=remote,
-                     rows=rows)
+        return Event(
+            kind=EventKind.UPLOADED, rule=self.rule.name, path=relpath, remote=remote, rows=rows
+        )
 
     # -- appends ---------------------------------------------------------------
 
-    def _try_append(self, relpath: str, path: Path, st: os.stat_result, rec: Shipped,
-                    arr: Any, layout: Layout) -> Event | None:
+    def _try_append(
+        self, relpath: str, path: Path, st: os.stat_result, rec: Shipped, arr: Any, layout: Layout
+    ) -> Event | None:
         """Send only the new rows, or return None when a whole upload is needed."""
         sent_rows = rec.shape[0] if rec.shape else 0
-        grew = (layout.dtype == rec.dtype and layout.chunks == rec.chunks
-                and rec.shape is not None and layout.shape[1:] == rec.shape[1:]
-                and layout.shape[0] > sent_rows)
+        grew = (
+            layout.dtype == rec.dtype
+            and layout.chunks == rec.chunks
+            and rec.shape is not None
+            and layout.shape[1:] == rec.shape[1:]
+            and layout.shape[0] > sent_rows
+        )
         if not grew:
             return None
         prefix = layout_of(arr, sent_rows)
@@ -291,29 +327,43 @@ class UploadEngine:
         while cursor < total:
             stop = min(total, cursor + step)
             rows = self._rows_to_send(arr, relpath, cursor, stop, expect)
-            entry = self.state.journal_begin(self.rule.name, relpath, "append", remote,
-                                             cursor, stop)
+            entry = self.state.journal_begin(
+                self.rule.name, relpath, "append", remote, cursor, stop
+            )
             new_shape = self.client.append(remote, rows)
             if new_shape[0] != stop:
-                raise BadRequest(f"append ended at {new_shape[0]} rows, expected {stop}",
-                                 path=remote)
+                raise BadRequest(
+                    f"append ended at {new_shape[0]} rows, expected {stop}", path=remote
+                )
             self.state.journal_done(entry)
             cursor = stop
         self._check_unchanged(path, st)
         self._record(relpath, st, layout, confirm=None)
-        return Event(kind=EventKind.APPENDED, rule=self.rule.name, path=relpath, remote=remote,
-                     rows=total - sent_rows)
+        return Event(
+            kind=EventKind.APPENDED,
+            rule=self.rule.name,
+            path=relpath,
+            remote=remote,
+            rows=total - sent_rows,
+        )
 
-    def _rows_to_send(self, arr: Any, relpath: str, start: int, stop: int,
-                      expect: tuple[str, tuple[int, ...]]) -> Any:
+    def _rows_to_send(
+        self, arr: Any, relpath: str, start: int, stop: int, expect: tuple[str, tuple[int, ...]]
+    ) -> Any:
         """Rows ``start:stop`` as they must land remotely (transformed, checked)."""
         if self.chain is None:
             return rows_frame(arr, start, stop)
         rows = self.chain.apply(arr[start:stop], path=relpath, start_row=start, expect=expect)
         return blosc2.asarray(rows)
 
-    def _remote_cursor(self, remote: str, relpath: str, arr: Any, sent_rows: int, total: int,
-                       ) -> tuple[int, tuple[str, tuple[int, ...]]] | None:
+    def _remote_cursor(
+        self,
+        remote: str,
+        relpath: str,
+        arr: Any,
+        sent_rows: int,
+        total: int,
+    ) -> tuple[int, tuple[str, tuple[int, ...]]] | None:
         """Rows the server already has and its ``(dtype, trailing shape)``, or None when
         it does not hold our prefix any more.
 
@@ -334,8 +384,11 @@ class UploadEngine:
         if not sent_rows < have <= total:
             return None
         theirs = self.client.fetch(remote, slice(sent_rows, have))
-        ours = arr[sent_rows:have] if self.chain is None else self.chain.apply(
-            arr[sent_rows:have], path=relpath, start_row=sent_rows)
+        ours = (
+            arr[sent_rows:have]
+            if self.chain is None
+            else self.chain.apply(arr[sent_rows:have], path=relpath, start_row=sent_rows)
+        )
         return (have, expect) if np.array_equal(theirs, ours) else None
 
     # -- renames and deletions -------------------------------------------------
@@ -357,22 +410,35 @@ class UploadEngine:
                     self.state.delete_shipped(self.rule.name, twin.relpath)
                     return None  # the remote copy is gone: upload again
                 self.state.rename_shipped(twin, relpath, new_remote)
-                return Event(kind=EventKind.MOVED, rule=self.rule.name, path=relpath,
-                             remote=new_remote, message=f"renamed from {twin.relpath}")
+                return Event(
+                    kind=EventKind.MOVED,
+                    rule=self.rule.name,
+                    path=relpath,
+                    remote=new_remote,
+                    message=f"renamed from {twin.relpath}",
+                )
         return None
 
     def reconcile(self) -> ReconcileResult:
         """A full pass: find files to send, turn renames into moves, apply deletions."""
         result = ReconcileResult()
         if not self.rule.local.is_dir():
-            result.refused = (f"local folder {self.rule.local} is missing (unmounted?): "
-                              "nothing sent, no remote file removed")
-            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
-                            remote=self.rule.remote, message=result.refused))
+            result.refused = (
+                f"local folder {self.rule.local} is missing (unmounted?): "
+                "nothing sent, no remote file removed"
+            )
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=".",
+                    remote=self.rule.remote,
+                    message=result.refused,
+                )
+            )
             return result
         self.drop_leftovers()
-        local = dict(scan(self.rule.local, self.wants,
-                          follow_symlinks=self.rule.follow_symlinks))
+        local = dict(scan(self.rule.local, self.wants, follow_symlinks=self.rule.follow_symlinks))
         records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
         for relpath, st in local.items():
             rec = records.get(relpath)
@@ -387,24 +453,37 @@ class UploadEngine:
         records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
         vanished = [r for p, r in records.items() if p not in local]
         if vanished:
-            self._handle_vanished(vanished, total=len(records), local_count=len(local),
-                                  result=result)
+            self._handle_vanished(
+                vanished, total=len(records), local_count=len(local), result=result
+            )
         return result
 
-    def _handle_vanished(self, vanished: list[Shipped], *, total: int, local_count: int,
-                         result: ReconcileResult) -> None:
+    def _handle_vanished(
+        self, vanished: list[Shipped], *, total: int, local_count: int, result: ReconcileResult
+    ) -> None:
         if not self.rule.delete:
             return
         cap = max(1, int(self.rule.max_delete * total))
         if local_count == 0:
-            result.refused = (f"the local folder is empty but {total} files were shipped "
-                              "(unmounted?): no remote file removed")
+            result.refused = (
+                f"the local folder is empty but {total} files were shipped "
+                "(unmounted?): no remote file removed"
+            )
         elif len(vanished) > cap:
-            result.refused = (f"{len(vanished)} of {total} shipped files vanished, more than "
-                              f"max_delete allows ({cap}): no remote file removed")
+            result.refused = (
+                f"{len(vanished)} of {total} shipped files vanished, more than "
+                f"max_delete allows ({cap}): no remote file removed"
+            )
         if result.refused:
-            self.emit(Event(kind=EventKind.SKIPPED, rule=self.rule.name, path=".",
-                            remote=self.rule.remote, message=result.refused))
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=".",
+                    remote=self.rule.remote,
+                    message=result.refused,
+                )
+            )
             return
         with self._structure:
             for rec in vanished:
@@ -414,8 +493,14 @@ class UploadEngine:
                     self.client.remove(rec.remote)
                 self.state.delete_shipped(self.rule.name, rec.relpath)
                 result.removed += 1
-                self.emit(Event(kind=EventKind.REMOVED, rule=self.rule.name, path=rec.relpath,
-                                remote=rec.remote))
+                self.emit(
+                    Event(
+                        kind=EventKind.REMOVED,
+                        rule=self.rule.name,
+                        path=rec.relpath,
+                        remote=rec.remote,
+                    )
+                )
 
     def _drop_temporary(self, entry: int, tmp: str) -> None:
         """Remove a temporary remote file; its journal entry goes only once it is gone."""
@@ -432,8 +517,11 @@ class UploadEngine:
         """Remove the temporary remote files of uploads that failed and could not clean
         up after themselves (the server was away); uploads under way keep theirs."""
         with self._books:
-            leftovers = [e for e in self.state.journal(self.rule.name)
-                         if e.op == "upload" and e.id not in self._in_flight]
+            leftovers = [
+                e
+                for e in self.state.journal(self.rule.name)
+                if e.op == "upload" and e.id not in self._in_flight
+            ]
         for entry in leftovers:
             self._drop_temporary(entry.id, entry.remote)
 

@@ -638,5 +638,3 @@ _TYPE_NAMES: Final[Mapping[type, str]] = MappingProxyType(
         Path: "a path",
     }
 )
-
-

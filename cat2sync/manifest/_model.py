@@ -190,5 +190,3 @@ class Manifest:
     def server_for(self, rule: UploadRule | SubscribeRule | LazyExprRule) -> ServerConfig:
         """The server a rule talks to (the loader guarantees that it exists)."""
         return self.servers[rule.server]
-
-

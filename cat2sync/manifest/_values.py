@@ -262,4 +262,3 @@ class _Section:
 
     def index_fail(self, name: str, index: int, message: str) -> ManifestError:
         return ManifestError(self.loader.source, f"{self.key(name)}[{index}]", message)
-

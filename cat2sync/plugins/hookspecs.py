@@ -103,8 +103,9 @@ class LazyExprRequest:
 
 
 @hookspec
-def cat2sync_declare_settings(declare: Callable[[str, Mapping[str, SettingSpec]], None],
-                              ) -> None:
+def cat2sync_declare_settings(
+    declare: Callable[[str, Mapping[str, SettingSpec]], None],
+) -> None:
     """Declare the keys a plugin accepts in its ``[plugins.NAME]`` manifest table.
 
     Called once, before the manifest is validated. Call
@@ -166,8 +167,11 @@ def cat2sync_ignore(rule: UploadRule | SubscribeRule, path: str) -> bool | None:
 
 
 @hookspec
-def cat2sync_lazyexprs(rule: UploadRule, remote_path: str, info: Mapping[str, Any],
-                       ) -> list[LazyExprRequest] | None:
+def cat2sync_lazyexprs(
+    rule: UploadRule,
+    remote_path: str,
+    info: Mapping[str, Any],
+) -> list[LazyExprRequest] | None:
     """Lazy expressions to create or refresh after a dataset was uploaded or appended.
 
     :param rule: the upload rule that sent it.
@@ -179,8 +183,12 @@ def cat2sync_lazyexprs(rule: UploadRule, remote_path: str, info: Mapping[str, An
 
 
 @hookspec
-def cat2sync_uploaded(rule: UploadRule, local_path: Path, remote_path: str, client: Client,
-                      ) -> None:
+def cat2sync_uploaded(
+    rule: UploadRule,
+    local_path: Path,
+    remote_path: str,
+    client: Client,
+) -> None:
     """Called after a file was uploaded whole (not after an append), for follow-up work
     on the server, such as unfolding an HDF5 file.
 
@@ -207,8 +215,9 @@ def cat2sync_event(event: Event) -> None:
 
 
 @hookspec
-def cat2sync_register_jobs(register: Callable[[str, float | str, Callable[[], object]], None],
-                           ) -> None:
+def cat2sync_register_jobs(
+    register: Callable[[str, float | str, Callable[[], object]], None],
+) -> None:
     """Contribute periodic jobs to the daemon's scheduler (``cat2sync run`` only).
 
     Call ``register(job_id, every_seconds_or_crontab, func)``; ``func`` takes no

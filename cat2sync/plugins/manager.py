@@ -46,8 +46,9 @@ class PluginError(Cat2Error):
     def __init__(self, plugin: str, hook: str, exc: BaseException, subject: str = "") -> None:
         self.plugin, self.hook, self.cause = plugin, hook, exc
         about = f" on {subject}" if subject else ""
-        super().__init__(f"plugin {plugin!r} failed in {hook}{about}: "
-                         f"{exc.__class__.__name__}: {exc}")
+        super().__init__(
+            f"plugin {plugin!r} failed in {hook}{about}: {exc.__class__.__name__}: {exc}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,8 @@ class Plugins:
         self._trace = bool(os.environ.get("CAT2SYNC_TRACE_PLUGINS"))
         #: Every plugin by its registered name, disabled ones too (to enable them again).
         self._plugins: dict[str, object] = {
-            name: plugin for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+            name: plugin for name, plugin in self.pm.list_name_plugin() if plugin is not None
+        }
         self._disabled: frozenset[str] = frozenset()
         self._declared: dict[str, Mapping[str, SettingSpec]] | None = None
         self._declared_by: dict[str, str] = {}  # [plugins.NAME] -> registered plugin name
@@ -114,8 +116,10 @@ class Plugins:
             declared: dict[str, Mapping[str, SettingSpec]] = {}
             owners: dict[str, str] = {}
             for impl in self._impls("cat2sync_declare_settings"):
-                def declare(name: str, specs: Mapping[str, SettingSpec],
-                            _plugin: str = impl.plugin_name) -> None:
+
+                def declare(
+                    name: str, specs: Mapping[str, SettingSpec], _plugin: str = impl.plugin_name
+                ) -> None:
                     declared[name], owners[name] = specs, _plugin
 
                 self._call(impl, "cat2sync_declare_settings", declare=declare)
@@ -172,17 +176,20 @@ class Plugins:
     def check_manifest(self, manifest: Manifest) -> None:
         """Every transform a rule names must be registered; ManifestError otherwise."""
         disabled = self._resolve(manifest.plugins.disable)
-        known = {name for name in self.transforms
-                 if self._transform_owners.get(name) not in disabled}
+        known = {
+            name for name in self.transforms if self._transform_owners.get(name) not in disabled
+        }
         named = [(f"upload[{i}]", r.transforms) for i, r in enumerate(manifest.uploads)]
         named += [(f"subscribe[{i}]", r.transforms) for i, r in enumerate(manifest.subscriptions)]
         for key, specs in named:
             for position, spec in enumerate(specs):
                 if spec.name not in known:
                     raise ManifestError(
-                        manifest.source, f"{key}.transforms[{position}]",
+                        manifest.source,
+                        f"{key}.transforms[{position}]",
                         f"unknown transform {spec.name!r} (known: "
-                        f"{', '.join(sorted(known)) or 'none'})")
+                        f"{', '.join(sorted(known)) or 'none'})",
+                    )
 
     def describe(self) -> list[PluginInfo]:
         """Each registered plugin: name, version and the hooks it implements."""
@@ -193,8 +200,14 @@ class Plugins:
                 continue
             hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
             builtin = name in DEFAULT_PLUGINS
-            out.append(PluginInfo(name=name, version=__version__ if builtin else
-                                  versions.get(name, "?"), hooks=hooks, builtin=builtin))
+            out.append(
+                PluginInfo(
+                    name=name,
+                    version=__version__ if builtin else versions.get(name, "?"),
+                    hooks=hooks,
+                    builtin=builtin,
+                )
+            )
         return out
 
     def _dists(self) -> list[tuple[str, Any]]:
@@ -207,8 +220,9 @@ class Plugins:
         if self._transforms is None:
             owners: dict[str, str] = {}
             found = self._registry("cat2sync_register_transforms", unique=True, owners=owners)
-            self._transforms = {name: OwnedTransform(func, owners[name])
-                                for name, func in found.items()}
+            self._transforms = {
+                name: OwnedTransform(func, owners[name]) for name, func in found.items()
+            }
             self._transform_owners = owners
         return self._transforms
 
@@ -221,15 +235,20 @@ class Plugins:
             self._converters = {k.lower(): (owners[k], v) for k, v in found.items()}
         return self._converters
 
-    def _registry(self, hook: str, *, unique: bool = False,
-                  owners: dict[str, str] | None = None) -> dict[str, Any]:
+    def _registry(
+        self, hook: str, *, unique: bool = False, owners: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {} if owners is None else owners
         for impl in self._impls(hook):
+
             def register(key: str, value: Any, _plugin: str = impl.plugin_name) -> None:
                 if unique and key in found:
-                    raise PluginError(_plugin, hook, ValueError(
-                        f"{key!r} is already registered by {owner[key]!r}"))
+                    raise PluginError(
+                        _plugin,
+                        hook,
+                        ValueError(f"{key!r} is already registered by {owner[key]!r}"),
+                    )
                 found[key], owner[key] = value, _plugin
 
             self._call(impl, hook, register=register)
@@ -245,11 +264,19 @@ class Plugins:
         jobs: dict[str, tuple[float | str, Callable[[], object]]] = {}
         owners: dict[str, str] = {}
         for impl in self._impls(hook):
-            def register(job_id: str, when: float | str, func: Callable[[], object],
-                         _plugin: str = impl.plugin_name) -> None:
+
+            def register(
+                job_id: str,
+                when: float | str,
+                func: Callable[[], object],
+                _plugin: str = impl.plugin_name,
+            ) -> None:
                 if job_id in jobs:
-                    raise PluginError(_plugin, hook, ValueError(
-                        f"job {job_id!r} is already registered by {owners[job_id]!r}"))
+                    raise PluginError(
+                        _plugin,
+                        hook,
+                        ValueError(f"job {job_id!r} is already registered by {owners[job_id]!r}"),
+                    )
                 jobs[job_id], owners[job_id] = (when, _guarded(_plugin, job_id, func)), _plugin
 
             self._call(impl, hook, register=register)
@@ -264,19 +291,36 @@ class Plugins:
                 return bool(result)
         return False
 
-    def lazyexprs(self, rule: UploadRule, remote_path: str, info: Mapping[str, Any],
-                  ) -> list[LazyExprRequest]:
+    def lazyexprs(
+        self,
+        rule: UploadRule,
+        remote_path: str,
+        info: Mapping[str, Any],
+    ) -> list[LazyExprRequest]:
         requests: list[LazyExprRequest] = []
         for impl in self._impls("cat2sync_lazyexprs"):
-            result = self._call(impl, "cat2sync_lazyexprs", subject=remote_path, rule=rule,
-                                remote_path=remote_path, info=info)
+            result = self._call(
+                impl,
+                "cat2sync_lazyexprs",
+                subject=remote_path,
+                rule=rule,
+                remote_path=remote_path,
+                info=info,
+            )
             requests.extend(result or ())
         return requests
 
-    def uploaded(self, rule: UploadRule, local_path: Path, remote_path: str,
-                 client: Client) -> None:
-        self._each("cat2sync_uploaded", subject=remote_path, rule=rule, local_path=local_path,
-                   remote_path=remote_path, client=client)
+    def uploaded(
+        self, rule: UploadRule, local_path: Path, remote_path: str, client: Client
+    ) -> None:
+        self._each(
+            "cat2sync_uploaded",
+            subject=remote_path,
+            rule=rule,
+            local_path=local_path,
+            remote_path=remote_path,
+            client=client,
+        )
 
     def shutdown(self) -> None:
         for impl in self._impls("cat2sync_shutdown"):

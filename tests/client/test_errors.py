@@ -87,8 +87,10 @@ def test_errors_carry_path_and_detail(client: Client, remote_dir: str, make_b2nd
 
 # -- anonymous access ------------------------------------------------------------------
 
-def test_anonymous_reads_public(client: Client, anon_client: Client, public_dir: str,
-                                make_b2nd, tmp_path: Path) -> None:
+
+def test_anonymous_reads_public(
+    client: Client, anon_client: Client, public_dir: str, make_b2nd, tmp_path: Path
+) -> None:
     remote = f"{public_dir}/open.b2nd"
     client.upload(make_b2nd("open.b2nd", np.arange(50)), remote)
     assert anon_client.get_list(public_dir) == ["open.b2nd"]
@@ -100,8 +102,9 @@ def test_anonymous_reads_public(client: Client, anon_client: Client, public_dir:
     client.remove(public_dir)
 
 
-def test_anonymous_writes_are_refused(client: Client, anon_client: Client, public_dir: str,
-                                      make_b2nd) -> None:
+def test_anonymous_writes_are_refused(
+    client: Client, anon_client: Client, public_dir: str, make_b2nd
+) -> None:
     remote = f"{public_dir}/open.b2nd"
     local = make_b2nd("open.b2nd", np.arange(5))
     client.upload(local, remote)
@@ -128,9 +131,11 @@ def test_anonymous_may_not_read_personal(anon_client: Client) -> None:
 
 # -- expired login, dropped connections, a stopped server --------------------------------
 
+
 @pytest.mark.parametrize("how", ["cleared", "corrupted"])
-def test_expired_cookie_is_renewed_transparently(client: Client, remote_dir: str, make_b2nd,
-                                                 how: str) -> None:
+def test_expired_cookie_is_renewed_transparently(
+    client: Client, remote_dir: str, make_b2nd, how: str
+) -> None:
     jar = client._t._http.cookies
     old = jar.get("c2subauth")
     assert old
@@ -146,8 +151,7 @@ def test_expired_cookie_is_renewed_transparently(client: Client, remote_dir: str
     assert jar.get("c2subauth") != "expired." + old[::-1]
 
 
-def test_expired_cookie_on_a_read_of_personal(client: Client, remote_dir: str,
-                                              make_b2nd) -> None:
+def test_expired_cookie_on_a_read_of_personal(client: Client, remote_dir: str, make_b2nd) -> None:
     client.upload(make_b2nd("a.b2nd", np.arange(4)), f"{remote_dir}/a.b2nd")
     client._t._http.cookies.clear()
     assert client.get_list(remote_dir) == ["a.b2nd"]
@@ -157,8 +161,9 @@ def test_expired_cookie_on_a_read_of_personal(client: Client, remote_dir: str,
     assert client.subscribe("@personal") == "Ok"
 
 
-def test_a_500_does_not_break_the_next_request(server: LocalServer, remote_dir: str,
-                                               make_b2nd, tmp_path: Path) -> None:
+def test_a_500_does_not_break_the_next_request(
+    server: LocalServer, remote_dir: str, make_b2nd, tmp_path: Path
+) -> None:
     # After an unhandled error the server answers 500 and then drops the keep-alive
     # connection; a request sent on it right away fails with a reset. A client
     # without retries shows whether the next request avoids that connection.

@@ -61,8 +61,9 @@ def test_dataset_object(alice: Client, remote_dir: str, make_b2nd) -> None:
     assert ds.get_chunk(1) == alice.get_chunk(ds.path, 1)
 
 
-def test_dataset_field_access(alice: Client, remote_dir: str, make_b2nd,
-                              fields_array: np.ndarray) -> None:
+def test_dataset_field_access(
+    alice: Client, remote_dir: str, make_b2nd, fields_array: np.ndarray
+) -> None:
     alice.upload(make_b2nd("f.b2nd", fields_array), f"{remote_dir}/f.b2nd")
     ds = alice.get(f"{remote_dir}/f.b2nd")
     assert isinstance(ds, Dataset)
@@ -72,8 +73,9 @@ def test_dataset_field_access(alice: Client, remote_dir: str, make_b2nd,
     assert ds.slice(None, field="b", as_blosc2=False).shape == (100, 200)
 
 
-def test_dataset_object_operations(alice: Client, remote_dir: str, make_b2nd,
-                                   tmp_path: Path) -> None:
+def test_dataset_object_operations(
+    alice: Client, remote_dir: str, make_b2nd, tmp_path: Path
+) -> None:
     alice.upload(make_b2nd("a.b2nd", np.arange(6)), f"{remote_dir}/a.b2nd")
     ds = alice.get(f"{remote_dir}/a.b2nd")
     assert isinstance(ds, Dataset)
@@ -86,8 +88,9 @@ def test_dataset_object_operations(alice: Client, remote_dir: str, make_b2nd,
     assert alice.get_list(remote_dir) == ["b.b2nd"]
 
 
-def test_file_object_for_a_regular_file(alice: Client, remote_dir: str, data_dir: Path,
-                                        tmp_path: Path) -> None:
+def test_file_object_for_a_regular_file(
+    alice: Client, remote_dir: str, data_dir: Path, tmp_path: Path
+) -> None:
     (data_dir / "README.md").write_bytes(b"# title\n" * 100)
     alice.upload(data_dir / "README.md", f"{remote_dir}/README.md")
     readme = alice.get(f"{remote_dir}/README.md")
@@ -135,8 +138,9 @@ def test_get_of_a_missing_path(alice: Client, remote_dir: str) -> None:
         alice.get(f"{remote_dir}/missing.b2nd")
 
 
-def test_objects_see_changes_made_by_the_same_client(alice: Client, remote_dir: str,
-                                                     make_b2nd) -> None:
+def test_objects_see_changes_made_by_the_same_client(
+    alice: Client, remote_dir: str, make_b2nd
+) -> None:
     remote = f"{remote_dir}/a.b2nd"
     alice.upload(make_b2nd("a.b2nd", np.arange(10)), remote)
     ds = alice.get(remote)

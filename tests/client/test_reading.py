@@ -37,6 +37,7 @@ def grid(alice: Client, grid_local: Path) -> str:
 
 # -- info and stat ---------------------------------------------------------------
 
+
 def test_get_info_of_a_dataset(alice: Client, grid: str) -> None:
     info = alice.get_info(grid)
     assert {"shape", "chunks", "blocks", "dtype", "schunk", "mtime"} <= set(info)
@@ -47,8 +48,9 @@ def test_get_info_of_a_dataset(alice: Client, grid: str) -> None:
     assert info["schunk"]["nchunks"] == 4
 
 
-def test_get_info_of_a_regular_file_and_a_folder(alice: Client, remote_dir: str,
-                                                 data_dir: Path) -> None:
+def test_get_info_of_a_regular_file_and_a_folder(
+    alice: Client, remote_dir: str, data_dir: Path
+) -> None:
     text = data_dir / "notes.txt"
     text.write_bytes(b"line\n" * 1000)
     alice.upload(text, f"{remote_dir}/notes.txt")
@@ -61,8 +63,9 @@ def test_get_info_of_a_regular_file_and_a_folder(alice: Client, remote_dir: str,
     assert folder["nfiles"] == 1
 
 
-def test_stat_gives_an_etag_for_files_that_changes_on_write(alice: Client, grid_local: Path,
-                                                            remote_dir: str) -> None:
+def test_stat_gives_an_etag_for_files_that_changes_on_write(
+    alice: Client, grid_local: Path, remote_dir: str
+) -> None:
     grid = str(alice.upload(grid_local, f"{remote_dir}/grid.b2nd"))
     info, etag = alice.stat(grid)
     assert info["shape"] == [40, 30]
@@ -75,6 +78,7 @@ def test_stat_gives_an_etag_for_files_that_changes_on_write(alice: Client, grid_
 
 
 # -- fetch and get_slice ----------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("key", "expected"),
@@ -99,16 +103,27 @@ def test_fetch_matches_numpy_indexing(alice: Client, grid: str, key, expected) -
     np.testing.assert_array_equal(got, expected)
 
 
-@settings(max_examples=25, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    rows=st.tuples(st.integers(-45, 45) | st.none(), st.integers(-45, 45) | st.none(),
-                   st.integers(1, 5) | st.none()),
-    cols=st.tuples(st.integers(-35, 35) | st.none(), st.integers(-35, 35) | st.none(),
-                   st.integers(1, 5) | st.none()),
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-def test_get_slice_agrees_with_numpy_for_any_slices(alice: Client, grid: str,
-                                                    rows: tuple, cols: tuple) -> None:
+@given(
+    rows=st.tuples(
+        st.integers(-45, 45) | st.none(),
+        st.integers(-45, 45) | st.none(),
+        st.integers(1, 5) | st.none(),
+    ),
+    cols=st.tuples(
+        st.integers(-35, 35) | st.none(),
+        st.integers(-35, 35) | st.none(),
+        st.integers(1, 5) | st.none(),
+    ),
+)
+def test_get_slice_agrees_with_numpy_for_any_slices(
+    alice: Client, grid: str, rows: tuple, cols: tuple
+) -> None:
     key = (slice(*rows), slice(*cols))
     np.testing.assert_array_equal(alice.get_slice(grid, key, as_blosc2=False), GRID[key])
 
@@ -122,8 +137,9 @@ def test_get_slice_as_blosc2_or_numpy(alice: Client, grid: str) -> None:
     np.testing.assert_array_equal(as_np, GRID[1:3, 2:4])
 
 
-def test_fetch_of_a_structured_dataset_and_its_fields(alice: Client, remote_dir: str,
-                                                      make_b2nd, fields_array) -> None:
+def test_fetch_of_a_structured_dataset_and_its_fields(
+    alice: Client, remote_dir: str, make_b2nd, fields_array
+) -> None:
     remote = f"{remote_dir}/fields.b2nd"
     alice.upload(make_b2nd("fields.b2nd", fields_array), remote)
     part = alice.fetch(remote, (slice(0, 2), slice(0, 2)))
@@ -136,8 +152,9 @@ def test_fetch_of_a_structured_dataset_and_its_fields(alice: Client, remote_dir:
     np.testing.assert_array_equal(field_a[:], fields_array["a"])
 
 
-def test_field_of_a_structured_dataset_that_does_not_exist(alice: Client, remote_dir: str,
-                                                           make_b2nd, fields_array) -> None:
+def test_field_of_a_structured_dataset_that_does_not_exist(
+    alice: Client, remote_dir: str, make_b2nd, fields_array
+) -> None:
     remote = f"{remote_dir}/fields.b2nd"
     alice.upload(make_b2nd("fields.b2nd", fields_array), remote)
     with pytest.raises(BadRequest) as err:
@@ -160,12 +177,13 @@ def test_fetch_of_a_missing_dataset(alice: Client, remote_dir: str) -> None:
 
 # -- get_chunk --------------------------------------------------------------------
 
+
 def test_get_chunk_is_the_stored_chunk(alice: Client, grid: str, grid_local: Path) -> None:
     local = blosc2.open(str(grid_local))
     for i in range(local.schunk.nchunks):
         remote_chunk = alice.get_chunk(grid, i)
         assert remote_chunk == local.schunk.get_chunk(i)
-        assert blosc2.decompress(remote_chunk) == GRID[10 * i:10 * (i + 1)].tobytes()
+        assert blosc2.decompress(remote_chunk) == GRID[10 * i : 10 * (i + 1)].tobytes()
 
 
 @pytest.mark.parametrize("nchunk", [4, 100])
@@ -178,16 +196,18 @@ def test_get_chunk_out_of_range(alice: Client, grid: str, nchunk: int) -> None:
 
 # -- download ---------------------------------------------------------------------
 
-def test_download_of_a_dataset_is_byte_identical(alice: Client, grid: str, grid_local: Path,
-                                                 tmp_path: Path) -> None:
+
+def test_download_of_a_dataset_is_byte_identical(
+    alice: Client, grid: str, grid_local: Path, tmp_path: Path
+) -> None:
     out = alice.download(grid, tmp_path / "copy.b2nd")
     assert out == tmp_path / "copy.b2nd"
     assert out.read_bytes() == grid_local.read_bytes()
 
 
 def test_download_of_a_regular_file_gives_the_original_bytes(
-        alice: Client, server: LocalServer, remote_dir: str, data_dir: Path,
-        tmp_path: Path) -> None:
+    alice: Client, server: LocalServer, remote_dir: str, data_dir: Path, tmp_path: Path
+) -> None:
     original = "".join(f"line {i}: ünïcödé\n" for i in range(3000)).encode()
     (data_dir / "notes.txt").write_bytes(original)
     alice.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
@@ -202,9 +222,9 @@ def test_download_of_a_regular_file_gives_the_original_bytes(
     assert list(out.parent.iterdir()) == [out]  # no temporary files left behind
 
 
-def test_download_defaults_to_the_remote_path_below_cwd(alice: Client, grid: str,
-                                                        tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_defaults_to_the_remote_path_below_cwd(
+    alice: Client, grid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     out = alice.download(grid)
     assert out == Path(grid)
@@ -220,8 +240,9 @@ def test_download_into_an_existing_directory(alice: Client, grid: str, tmp_path:
     np.testing.assert_array_equal(blosc2.open(str(out))[:], GRID)
 
 
-def test_download_of_a_missing_file_writes_nothing(alice: Client, remote_dir: str,
-                                                   tmp_path: Path) -> None:
+def test_download_of_a_missing_file_writes_nothing(
+    alice: Client, remote_dir: str, tmp_path: Path
+) -> None:
     with pytest.raises(NotFound):
         alice.download(f"{remote_dir}/missing.b2nd", tmp_path / "missing.b2nd")
     assert list(tmp_path.iterdir()) == []
@@ -262,10 +283,15 @@ class _BreakDownloads(httpx.BaseTransport):
 
 
 @pytest.mark.parametrize("name", ["grid.b2nd", "notes.txt"])
-def test_interrupted_download_leaves_no_partial_file(server: LocalServer, alice: Client,
-                                                     grid_local: Path, remote_dir: str,
-                                                     name: str, data_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_interrupted_download_leaves_no_partial_file(
+    server: LocalServer,
+    alice: Client,
+    grid_local: Path,
+    remote_dir: str,
+    name: str,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
     (data_dir / "notes.txt").write_bytes(b"x" * 100_000)
     alice.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
     alice.upload(grid_local, f"{remote_dir}/grid.b2nd")
@@ -273,8 +299,10 @@ def test_interrupted_download_leaves_no_partial_file(server: LocalServer, alice:
     target.mkdir()
     (target / name).write_bytes(b"previous content")
     breaker = _BreakDownloads()
-    with (Client(server.url, ("alice@example.com", "alicepass1"), transport=breaker) as flaky,
-          pytest.raises(TransportError) as err):
+    with (
+        Client(server.url, ("alice@example.com", "alicepass1"), transport=breaker) as flaky,
+        pytest.raises(TransportError) as err,
+    ):
         flaky.download(f"{remote_dir}/{name}", target)
     breaker.close()
     assert err.value.path == f"{remote_dir}/{name}"
@@ -283,9 +311,9 @@ def test_interrupted_download_leaves_no_partial_file(server: LocalServer, alice:
     assert (target / name).read_bytes() == b"previous content"
 
 
-def test_download_of_a_dataset_with_a_non_latin1_name(alice: Client, remote_dir: str,
-                                                      make_b2nd: Any,
-                                                      tmp_path: Path) -> None:
+def test_download_of_a_dataset_with_a_non_latin1_name(
+    alice: Client, remote_dir: str, make_b2nd: Any, tmp_path: Path
+) -> None:
     # The server answers 500 to /api/download for such names; the client fetches instead.
     local = make_b2nd("src.b2nd", np.arange(1000).reshape(100, 10))
     remote = f"{remote_dir}/データ.b2nd"
@@ -294,8 +322,9 @@ def test_download_of_a_dataset_with_a_non_latin1_name(alice: Client, remote_dir:
     assert dest.read_bytes() == local.read_bytes()
 
 
-def test_download_of_a_regular_file_with_a_non_latin1_name(alice: Client, remote_dir: str,
-                                                           tmp_path: Path) -> None:
+def test_download_of_a_regular_file_with_a_non_latin1_name(
+    alice: Client, remote_dir: str, tmp_path: Path
+) -> None:
     # No fetch for regular files: the client rebuilds the stored frame from its chunks.
     body = bytes(range(256)) * 40_000 + "Fe₂O₃".encode()  # several MB, ends mid-block
     local = tmp_path / "src.bin"
@@ -325,8 +354,9 @@ class _CookieSpy(httpx.BaseTransport):
         self._real.close()
 
 
-def test_reads_of_public_go_without_the_login_cookie(server: LocalServer, grid_local: Path,
-                                                      public_dir: str, tmp_path: Path) -> None:
+def test_reads_of_public_go_without_the_login_cookie(
+    server: LocalServer, grid_local: Path, public_dir: str, tmp_path: Path
+) -> None:
     # Checking a cookie costs the server as much CPU as a small read; @public needs none.
     spy = _CookieSpy()
     with Client(server.url, ("alice@example.com", "alicepass1"), transport=spy) as client:
@@ -340,9 +370,13 @@ def test_reads_of_public_go_without_the_login_cookie(server: LocalServer, grid_l
             out = client.download(remote, tmp_path / remote.replace("/", "_"))
             assert out.read_bytes() == grid_local.read_bytes()
         client.remove(public_dir)
-    reads = {path: sent for path, sent in spy.cookie_by_path.items()
-             if path.startswith(("/api/list/", "/api/info/", "/api/fetch/", "/api/chunk/",
-                                 "/api/download/"))}
+    reads = {
+        path: sent
+        for path, sent in spy.cookie_by_path.items()
+        if path.startswith(
+            ("/api/list/", "/api/info/", "/api/fetch/", "/api/chunk/", "/api/download/")
+        )
+    }
     public_reads = {path for path in reads if path.split("/", 3)[3].startswith("@public/")}
     assert len(public_reads) == len(reads) - len(public_reads) == 4  # list, info, fetch, chunk
     assert not any(reads[path] for path in public_reads)  # none carried the cookie

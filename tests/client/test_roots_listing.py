@@ -38,8 +38,9 @@ def test_anonymous_roots_show_only_public(anon_client: Client) -> None:
     assert set(anon_client.get_roots()) == {"@public"}
 
 
-def test_get_list_is_recursive_and_relative(client: Client, remote_dir: str,
-                                            make_b2nd, data_dir: Path) -> None:
+def test_get_list_is_recursive_and_relative(
+    client: Client, remote_dir: str, make_b2nd, data_dir: Path
+) -> None:
     local = make_b2nd("a.b2nd", np.arange(10))
     (data_dir / "notes.txt").write_text("some notes\n")
     client.upload(local, f"{remote_dir}/a.b2nd")
@@ -56,8 +57,9 @@ def test_get_list_of_a_missing_folder_is_empty(client: Client, remote_dir: str) 
     assert client.get_list(f"{remote_dir}/nothing-here") == []
 
 
-def test_get_list_hides_lock_sidecars_after_an_append(client: Client, remote_dir: str,
-                                                      data_dir: Path) -> None:
+def test_get_list_hides_lock_sidecars_after_an_append(
+    client: Client, remote_dir: str, data_dir: Path
+) -> None:
     # Writing a chunk into an uninitialised array makes the server leave an
     # ``x.b2nd.b2lock`` sidecar; the append must not make it show either.
     path = data_dir / "u.b2nd"
@@ -66,8 +68,9 @@ def test_get_list_hides_lock_sidecars_after_an_append(client: Client, remote_dir
     client.upload(path, remote)
     full = blosc2.asarray(np.arange(100), chunks=(50,), blocks=(10,))
     chunk = full.schunk.get_chunk(0)
-    client._t.request("POST", f"/api/chunk/{remote}", params={"nchunk": 0},
-                      body=lambda: {"content": chunk})
+    client._t.request(
+        "POST", f"/api/chunk/{remote}", params={"nchunk": 0}, body=lambda: {"content": chunk}
+    )
     assert client.append(remote, np.arange(5)) == (105,)
 
     raw = client._t.request("GET", f"/api/list/{remote_dir}").json()

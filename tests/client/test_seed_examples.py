@@ -23,8 +23,10 @@ from cat2sync.server import LocalServer
 DS_4D = np.arange(2 * 3 * 4 * 5, dtype="f8").reshape(2, 3, 4, 5)
 # The seed's output for fetch/get_slice of ds-2d-fields.b2nd[0:2, 0:2]
 FIELDS_2X2 = np.array(
-    [[(0.0000000e00, 1.0), (5.0002502e-05, 1.00005)],
-     [(1.0000500e-02, 1.0100005), (1.0050503e-02, 1.0100505)]],
+    [
+        [(0.0000000e00, 1.0), (5.0002502e-05, 1.00005)],
+        [(1.0000500e-02, 1.0100005), (1.0050503e-02, 1.0100505)],
+    ],
     dtype=[("a", "<f4"), ("b", "<f8")],
 )
 
@@ -103,7 +105,9 @@ def test_get_roots(seed_user: Client, server: LocalServer) -> None:
     roots_dict = client.get_roots()  # the seed reuses the old dict; a fresh one is needed
     assert roots_dict["@shared"]["subscribed"] is True
     assert roots_dict["@shared"] == {
-        "name": "@shared", "http": server.url.removeprefix("http://"), "subscribed": True,
+        "name": "@shared",
+        "http": server.url.removeprefix("http://"),
+        "subscribed": True,
     }
 
 
@@ -113,8 +117,7 @@ def test_get_list(newcomer: Client, root_example: Path) -> None:
         if local.is_file():
             client.upload(local, f"@personal/{local.relative_to(root_example).as_posix()}")
     assert client.subscribe("@personal") == "Ok"
-    assert client.get_list("@personal")[:3] == ["README.md", "dir1/ds-2d.b2nd",
-                                                 "dir1/ds-3d.b2nd"]
+    assert client.get_list("@personal")[:3] == ["README.md", "dir1/ds-2d.b2nd", "dir1/ds-3d.b2nd"]
 
 
 def test_subscribe(anon_client: Client, server: LocalServer) -> None:
@@ -122,7 +125,9 @@ def test_subscribe(anon_client: Client, server: LocalServer) -> None:
     root_name = "@public"
     assert client.subscribe(root_name) == "Ok"
     assert client.get_roots()[root_name] == {
-        "name": "@public", "http": server.url.removeprefix("http://"), "subscribed": True,
+        "name": "@public",
+        "http": server.url.removeprefix("http://"),
+        "subscribed": True,
     }
 
 
@@ -143,8 +148,9 @@ def test_get_chunk(anon_client: Client, example: str) -> None:
     assert info_schunk["chunksize"] / len(chunk) == info_schunk["cratio"]
 
 
-def test_download(anon_client: Client, example: str, tmp_path: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download(
+    anon_client: Client, example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = f"{example}/ds-2d-fields.b2nd"
     assert anon_client.download(path) == PosixPath(path)
@@ -204,29 +210,35 @@ def test_lazyexpr(seed_user: Client, root_example: Path) -> None:
     assert result == PurePosixPath("@personal/example-expr.b2nd")
     assert repr(result) == "PurePosixPath('@personal/example-expr.b2nd')"
     assert "example-expr.b2nd" in client.get_list("@personal")
-    np.testing.assert_array_equal(client.fetch(result),
-                                  2 * np.arange(100 * 200).reshape(100, 200))
+    np.testing.assert_array_equal(client.fetch(result), 2 * np.arange(100 * 200).reshape(100, 200))
 
 
 def test_append(seed_user: Client, public_dir: str, root_example: Path) -> None:
     client = seed_user
     client.upload(root_example / "ds-1d.b2nd", f"{public_dir}/examples/ds-1d.b2nd")
     path = "@personal/ds-1d.b2nd"
-    assert client.copy(f"{public_dir}/examples/ds-1d.b2nd", path) == \
-        PurePosixPath("@personal/ds-1d.b2nd")
+    assert client.copy(f"{public_dir}/examples/ds-1d.b2nd", path) == PurePosixPath(
+        "@personal/ds-1d.b2nd"
+    )
     ndarray = blosc2.arange(0, 10)
     assert client.append(path, ndarray) == (1010,)
-    np.testing.assert_array_equal(client.fetch(path, slice(995, None)),
-                                  [995, 996, 997, 998, 999, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(
+        client.fetch(path, slice(995, None)),
+        [995, 996, 997, 998, 999, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    )
     client.remove(public_dir)
 
 
-@pytest.mark.parametrize(("method", "combine", "shape"), [
-    ("concatenate", np.concatenate, (4, 3, 4, 5)),
-    ("stack", np.stack, (2, 2, 3, 4, 5)),
-])
-def test_concatenate_and_stack(seed_user: Client, root_example: Path, method: str,
-                               combine, shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    ("method", "combine", "shape"),
+    [
+        ("concatenate", np.concatenate, (4, 3, 4, 5)),
+        ("stack", np.stack, (2, 2, 3, 4, 5)),
+    ],
+)
+def test_concatenate_and_stack(
+    seed_user: Client, root_example: Path, method: str, combine, shape: tuple[int, ...]
+) -> None:
     client = seed_user
     root = client.get("@personal")
     assert isinstance(root, Root)
@@ -234,8 +246,9 @@ def test_concatenate_and_stack(seed_user: Client, root_example: Path, method: st
     assert repr(a) == "<Dataset: @personal/a.b2nd>"
     b = root.upload(root_example / "dir2/ds-4d.b2nd", "b.b2nd")
     assert repr(b) == "<Dataset: @personal/b.b2nd>"
-    result = getattr(client, method)(["@personal/a.b2nd", "@personal/b.b2nd"],
-                                     "@personal/c.b2nd", axis=0)
+    result = getattr(client, method)(
+        ["@personal/a.b2nd", "@personal/b.b2nd"], "@personal/c.b2nd", axis=0
+    )
     assert result == PurePosixPath("@personal/c.b2nd")
     got = client.fetch(result)
     assert got.shape == shape
@@ -260,8 +273,9 @@ def test_get_info(anon_client: Client, example: str) -> None:
     info = client.get_info(f"{example}/ds-2d-fields.b2nd")
     # The seed lists these six keys; the 2026 server adds 'accept_ranges' after them.
     assert list(info.keys())[:6] == ["shape", "chunks", "blocks", "dtype", "schunk", "mtime"]
-    assert set(info) - {"shape", "chunks", "blocks", "dtype", "schunk", "mtime"} <= \
-        {"accept_ranges"}
+    assert set(info) - {"shape", "chunks", "blocks", "dtype", "schunk", "mtime"} <= {
+        "accept_ranges"
+    }
     assert info["shape"] == [100, 200]
 
 

@@ -43,11 +43,15 @@ def test_adduser_superuser(admin: Client, email: str) -> None:
     admin.deluser(email)
 
 
-def test_adduser_without_password_reports_a_usable_one(admin: Client,
-                                                       server: LocalServer, email: str) -> None:
+def test_adduser_without_password_reports_a_usable_one(
+    admin: Client, server: LocalServer, email: str
+) -> None:
     message = admin.adduser(email)
-    match = re.fullmatch(rf"User added: username='{re.escape(email)}' password='(.+)' "
-                         r"superuser=False", message)
+    match = re.fullmatch(
+        rf"User added: username='{re.escape(email)}' password='(.+)' "
+        r"superuser=False",
+        message,
+    )
     assert match, message
     with Client(server.url, (email, match.group(1))) as newbie:
         assert "@personal" in newbie.get_roots()
@@ -68,8 +72,9 @@ def test_adduser_with_a_short_password(admin: Client, email: str) -> None:
     assert admin.listusers(email) == []
 
 
-def test_regular_user_may_not_add_or_delete_users(client: Client, admin: Client,
-                                                  email: str) -> None:
+def test_regular_user_may_not_add_or_delete_users(
+    client: Client, admin: Client, email: str
+) -> None:
     with pytest.raises(PermissionDenied) as err:
         client.adduser(email, "password123")
     assert "superuser" in err.value.detail.lower()

@@ -14,6 +14,7 @@ from cat2sync import BadRequest, Client, Dataset, Group, NotFound, RemotePath
 
 # -- upload ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "array",
     [
@@ -24,8 +25,9 @@ from cat2sync import BadRequest, Client, Dataset, Group, NotFound, RemotePath
     ],
     ids=["1d", "2d", "3d", "bool"],
 )
-def test_upload_arrays_round_trip(alice: Client, remote_dir: str, make_b2nd,
-                                  array: np.ndarray) -> None:
+def test_upload_arrays_round_trip(
+    alice: Client, remote_dir: str, make_b2nd, array: np.ndarray
+) -> None:
     remote = f"{remote_dir}/x.b2nd"
     uploaded = alice.upload(make_b2nd("x.b2nd", array), remote)
     assert isinstance(uploaded, PurePosixPath)
@@ -37,8 +39,7 @@ def test_upload_arrays_round_trip(alice: Client, remote_dir: str, make_b2nd,
     assert alice.get_info(remote)["shape"] == list(array.shape)
 
 
-def test_upload_structured_array(alice: Client, remote_dir: str, make_b2nd,
-                                 fields_array) -> None:
+def test_upload_structured_array(alice: Client, remote_dir: str, make_b2nd, fields_array) -> None:
     remote = f"{remote_dir}/fields.b2nd"
     alice.upload(make_b2nd("fields.b2nd", fields_array), remote)
     got = alice.fetch(remote)
@@ -47,8 +48,9 @@ def test_upload_structured_array(alice: Client, remote_dir: str, make_b2nd,
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "README", "data.csv", "unicode ünï.txt"])
-def test_upload_regular_files_round_trip(alice: Client, remote_dir: str, data_dir: Path,
-                                         tmp_path: Path, name: str) -> None:
+def test_upload_regular_files_round_trip(
+    alice: Client, remote_dir: str, data_dir: Path, tmp_path: Path, name: str
+) -> None:
     original = f"{name}\n".encode() * 500 + os.urandom(300)
     (data_dir / name).write_bytes(original)
     remote = f"{remote_dir}/{name}"
@@ -98,14 +100,14 @@ def test_upload_h5_then_unfold(alice: Client, remote_dir: str, data_dir: Path) -
     np.testing.assert_array_equal(alice.fetch(f"{unfolded}/grp/y.b2nd"), np.linspace(0, 1, 50))
 
 
-def test_unfold_of_a_dataset_is_a_bad_request(alice: Client, remote_dir: str,
-                                              make_b2nd) -> None:
+def test_unfold_of_a_dataset_is_a_bad_request(alice: Client, remote_dir: str, make_b2nd) -> None:
     alice.upload(make_b2nd("a.b2nd", np.arange(3)), f"{remote_dir}/a.b2nd")
     with pytest.raises(BadRequest):
         alice.unfold(f"{remote_dir}/a.b2nd")
 
 
 # -- append -----------------------------------------------------------------------
+
 
 def test_append_returns_the_new_shape(alice: Client, remote_dir: str, make_b2nd) -> None:
     remote = f"{remote_dir}/a.b2nd"
@@ -134,8 +136,7 @@ def test_append_to_a_missing_dataset(alice: Client, remote_dir: str) -> None:
     assert err.value.path == f"{remote_dir}/missing.b2nd"
 
 
-def test_dataset_shape_is_fresh_after_ds_append(alice: Client, remote_dir: str,
-                                                make_b2nd) -> None:
+def test_dataset_shape_is_fresh_after_ds_append(alice: Client, remote_dir: str, make_b2nd) -> None:
     remote = f"{remote_dir}/a.b2nd"
     alice.upload(make_b2nd("a.b2nd", np.arange(10)), remote)
     ds = alice.get(remote)
@@ -147,8 +148,9 @@ def test_dataset_shape_is_fresh_after_ds_append(alice: Client, remote_dir: str,
     np.testing.assert_array_equal(ds[10:], np.arange(5))
 
 
-def test_dataset_shape_is_fresh_after_client_append(alice: Client, remote_dir: str,
-                                                    make_b2nd) -> None:
+def test_dataset_shape_is_fresh_after_client_append(
+    alice: Client, remote_dir: str, make_b2nd
+) -> None:
     remote = f"{remote_dir}/a.b2nd"
     alice.upload(make_b2nd("a.b2nd", np.arange(10)), remote)
     ds = alice.get(remote)
@@ -161,6 +163,7 @@ def test_dataset_shape_is_fresh_after_client_append(alice: Client, remote_dir: s
 
 # -- copy, move, remove -------------------------------------------------------------
 
+
 def test_copy_a_dataset(alice: Client, remote_dir: str, make_b2nd) -> None:
     src = f"{remote_dir}/a.b2nd"
     alice.upload(make_b2nd("a.b2nd", np.arange(10)), src)
@@ -170,15 +173,12 @@ def test_copy_a_dataset(alice: Client, remote_dir: str, make_b2nd) -> None:
     np.testing.assert_array_equal(alice.fetch(copied), np.arange(10))
 
 
-def test_copy_into_a_folder_and_a_whole_folder(alice: Client, remote_dir: str,
-                                               make_b2nd) -> None:
+def test_copy_into_a_folder_and_a_whole_folder(alice: Client, remote_dir: str, make_b2nd) -> None:
     alice.upload(make_b2nd("a.b2nd", np.arange(4)), f"{remote_dir}/src/a.b2nd")
     alice.upload(make_b2nd("a.b2nd", np.arange(4)), f"{remote_dir}/src/sub/b.b2nd")
     # A dst without a suffix is a folder: the source keeps its name inside it.
-    assert alice.copy(f"{remote_dir}/src/a.b2nd", f"{remote_dir}/box") == \
-        f"{remote_dir}/box/a.b2nd"
-    assert alice.copy(f"{remote_dir}/src", f"{remote_dir}/backup") == \
-        f"{remote_dir}/backup/src"
+    assert alice.copy(f"{remote_dir}/src/a.b2nd", f"{remote_dir}/box") == f"{remote_dir}/box/a.b2nd"
+    assert alice.copy(f"{remote_dir}/src", f"{remote_dir}/backup") == f"{remote_dir}/backup/src"
     assert sorted(alice.get_list(f"{remote_dir}/backup")) == ["src/a.b2nd", "src/sub/b.b2nd"]
 
 
@@ -198,8 +198,9 @@ def test_move_a_missing_source(alice: Client, remote_dir: str) -> None:
     assert err.value.path == f"{remote_dir}/missing.b2nd"
 
 
-def test_remove_a_file_returns_the_given_path(alice: Client, remote_dir: str,
-                                              data_dir: Path, make_b2nd) -> None:
+def test_remove_a_file_returns_the_given_path(
+    alice: Client, remote_dir: str, data_dir: Path, make_b2nd
+) -> None:
     (data_dir / "notes.txt").write_text("hello")
     alice.upload(data_dir / "notes.txt", f"{remote_dir}/notes.txt")
     alice.upload(make_b2nd("a.b2nd", np.arange(3)), f"{remote_dir}/a.b2nd")
@@ -211,8 +212,7 @@ def test_remove_a_file_returns_the_given_path(alice: Client, remote_dir: str,
         alice.remove(f"{remote_dir}/notes.txt")
 
 
-def test_remove_a_directory_with_its_contents(alice: Client, remote_dir: str,
-                                              make_b2nd) -> None:
+def test_remove_a_directory_with_its_contents(alice: Client, remote_dir: str, make_b2nd) -> None:
     local = make_b2nd("a.b2nd", np.arange(3))
     alice.upload(local, f"{remote_dir}/keep.b2nd")
     alice.upload(local, f"{remote_dir}/gone/a.b2nd")
@@ -223,8 +223,9 @@ def test_remove_a_directory_with_its_contents(alice: Client, remote_dir: str,
         alice.get_info(f"{remote_dir}/gone")
 
 
-def test_group_object_for_an_unfolded_folder(alice: Client, remote_dir: str,
-                                             data_dir: Path) -> None:
+def test_group_object_for_an_unfolded_folder(
+    alice: Client, remote_dir: str, data_dir: Path
+) -> None:
     with h5py.File(data_dir / "t.h5", "w") as h5:
         h5["v"] = np.arange(5)
     alice.upload(data_dir / "t.h5", f"{remote_dir}/t.h5")

@@ -42,8 +42,13 @@ MakeManifest = Callable[..., Manifest]
 # -- waiting -------------------------------------------------------------------
 
 
-def wait_until(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               message: str = "condition", state: Callable[[], object] | None = None) -> Any:
+def wait_until(
+    cond: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    message: str = "condition",
+    state: Callable[[], object] | None = None,
+) -> Any:
     """Poll ``cond`` until it returns something truthy; fail the test on timeout.
 
     :param state: describes what was seen instead, for the failure message.
@@ -62,9 +67,15 @@ def wait_until(cond: Callable[[], Any], timeout: float = 20.0, interval: float =
 # -- manifests -----------------------------------------------------------------
 
 
-def write_manifest(path: Path, *, url: str, username: str, password: str,
-                   uploads: list[dict[str, Any]], daemon: dict[str, Any] | None = None,
-                   ) -> Path:
+def write_manifest(
+    path: Path,
+    *,
+    url: str,
+    username: str,
+    password: str,
+    uploads: list[dict[str, Any]],
+    daemon: dict[str, Any] | None = None,
+) -> Path:
     doc: dict[str, Any] = {
         "daemon": {"state_dir": "state", **(daemon or {})},
         "server": {"url": url, "username": username, "password": password},
@@ -75,8 +86,9 @@ def write_manifest(path: Path, *, url: str, username: str, password: str,
 
 
 @pytest.fixture
-def make_manifest(tmp_path: Path, server: LocalServer, remote_dir: str,
-                  data_dir: Path) -> MakeManifest:
+def make_manifest(
+    tmp_path: Path, server: LocalServer, remote_dir: str, data_dir: Path
+) -> MakeManifest:
     """Write ``tmp_path/<name>.toml`` (one upload rule named "up": ``data_dir`` ->
     ``remote_dir`` on the session server, as alice; state in ``tmp_path/state``) and
     return it loaded.
@@ -85,14 +97,30 @@ def make_manifest(tmp_path: Path, server: LocalServer, remote_dir: str,
     adds ``[daemon]`` keys; ``url``/``username``/``password`` select another server.
     """
 
-    def make(*, daemon: dict[str, Any] | None = None, url: str | None = None,
-             username: str = ALICE[0], password: str = ALICE[1],
-             name: str = "manifest", **rule: Any) -> Manifest:
-        upload = {"name": "up", "local": str(data_dir), "remote": remote_dir,
-                  "settle": SETTLE, **rule}
-        path = write_manifest(tmp_path / f"{name}.toml", url=url or server.url,
-                              username=username, password=password, uploads=[upload],
-                              daemon=daemon)
+    def make(
+        *,
+        daemon: dict[str, Any] | None = None,
+        url: str | None = None,
+        username: str = ALICE[0],
+        password: str = ALICE[1],
+        name: str = "manifest",
+        **rule: Any,
+    ) -> Manifest:
+        upload = {
+            "name": "up",
+            "local": str(data_dir),
+            "remote": remote_dir,
+            "settle": SETTLE,
+            **rule,
+        }
+        path = write_manifest(
+            tmp_path / f"{name}.toml",
+            url=url or server.url,
+            username=username,
+            password=password,
+            uploads=[upload],
+            daemon=daemon,
+        )
         return load_manifest(path)
 
     return make
@@ -126,8 +154,9 @@ def run_once(manifest: Manifest, prepare: Callable[[Daemon], None] | None = None
             prepare(daemon)
         failures = daemon.once()
         stats = daemon.clients["default"].stats
-        return Pass(failures=failures, events=events, bytes_sent=stats.bytes_sent,
-                    requests=stats.requests)
+        return Pass(
+            failures=failures, events=events, bytes_sent=stats.bytes_sent, requests=stats.requests
+        )
     finally:
         daemon.close()
 
@@ -150,8 +179,7 @@ class Running:
 
     def of(self, kind: EventKind, path: str | None = None) -> list[Event]:
         with self.lock:
-            return [e for e in self.events
-                    if e.kind == kind and (path is None or e.path == path)]
+            return [e for e in self.events if e.kind == kind and (path is None or e.path == path)]
 
     @property
     def client(self) -> Client:
@@ -167,14 +195,18 @@ class Running:
             kinds = Counter(e.kind.value for e in self.events)
             errors = [e.message for e in self.events if e.kind == EventKind.FAILED][-3:]
         pending = self.daemon.state.pending()
-        return (f"events {dict(kinds)}, queue {len(self.daemon.queue)}, "
-                f"pending {len(pending)} {[(p.relpath, p.attempts) for p in pending[:5]]}, "
-                f"last errors {errors}")
+        return (
+            f"events {dict(kinds)}, queue {len(self.daemon.queue)}, "
+            f"pending {len(pending)} {[(p.relpath, p.attempts) for p in pending[:5]]}, "
+            f"last errors {errors}"
+        )
 
 
 @contextlib.contextmanager
-def running(manifest: Manifest, on_event: Callable[[Event], None] | None = None,
-            ) -> Iterator[Running]:
+def running(
+    manifest: Manifest,
+    on_event: Callable[[Event], None] | None = None,
+) -> Iterator[Running]:
     """``Daemon.start()`` (initial reconcile, watcher armed); always closed afterwards."""
     run = Running(manifest, on_event)
     try:
@@ -198,7 +230,7 @@ def grow_b2nd(path: Path, rows: np.ndarray) -> None:
     arr = blosc2.open(str(path), mode="a")
     start = arr.shape[0]
     arr.resize((start + rows.shape[0], *arr.shape[1:]))
-    arr[start:start + rows.shape[0]] = rows
+    arr[start : start + rows.shape[0]] = rows
     del arr  # flushes the frame
 
 

@@ -26,8 +26,9 @@ def _cbytes(path: Path) -> int:
     return int(blosc2.open(str(path), mode="r").schunk.cbytes)
 
 
-def test_growing_array_sends_only_new_rows(make_manifest: MakeManifest, client: Client,
-                                           data_dir: Path, remote_dir: str) -> None:
+def test_growing_array_sends_only_new_rows(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     rng = np.random.default_rng(1)
     path = write_b2nd(data_dir / "frames.b2nd", _rows(rng, 400), chunks=(100, COLS))
     manifest = make_manifest()
@@ -54,15 +55,17 @@ def test_growing_array_sends_only_new_rows(make_manifest: MakeManifest, client: 
         requests += done.requests
         whole += path.stat().st_size  # what re-uploading the whole file would have cost
 
-    print(f"\nappends: {sent} bytes sent for {new_cbytes} bytes of new compressed rows "
-          f"({sent / new_cbytes:.2f}x) in {requests} requests; whole-file uploads instead: "
-          f"{whole} bytes")
+    print(
+        f"\nappends: {sent} bytes sent for {new_cbytes} bytes of new compressed rows "
+        f"({sent / new_cbytes:.2f}x) in {requests} requests; whole-file uploads instead: "
+        f"{whole} bytes"
+    )
     assert sent < whole / 4
 
 
-def test_changed_prefix_falls_back_to_whole_upload(make_manifest: MakeManifest,
-                                                   client: Client, data_dir: Path,
-                                                   remote_dir: str) -> None:
+def test_changed_prefix_falls_back_to_whole_upload(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     rng = np.random.default_rng(2)
     path = write_b2nd(data_dir / "frames.b2nd", _rows(rng, 150), chunks=(100, COLS))
     manifest = make_manifest()
@@ -95,8 +98,9 @@ def test_changed_prefix_falls_back_to_whole_upload(make_manifest: MakeManifest,
     assert np.array_equal(client.fetch(remote), local_array(path))
 
 
-def test_append_with_several_chunks_per_row(make_manifest: MakeManifest, client: Client,
-                                            data_dir: Path, remote_dir: str) -> None:
+def test_append_with_several_chunks_per_row(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     # Partial chunks along every axis: a row of chunks is several chunks, the last ones short.
     rng = np.random.default_rng(5)
     block = rng.integers(0, 100, (30, 20, 50)).astype(np.int32)
@@ -113,8 +117,9 @@ def test_append_with_several_chunks_per_row(make_manifest: MakeManifest, client:
         assert np.array_equal(remote_data, local_array(path))
 
 
-def test_append_to_a_series_and_to_an_empty_array(make_manifest: MakeManifest, client: Client,
-                                                  data_dir: Path, remote_dir: str) -> None:
+def test_append_to_a_series_and_to_an_empty_array(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     series = write_b2nd(data_dir / "series.b2nd", np.arange(1000.0), chunks=(256,))
     empty = write_b2nd(data_dir / "empty.b2nd", np.zeros((0, 10)), chunks=(4, 10))
     manifest = make_manifest()
@@ -123,6 +128,8 @@ def test_append_to_a_series_and_to_an_empty_array(make_manifest: MakeManifest, c
     grow_b2nd(empty, np.ones((6, 10)))
     done = run_once(manifest)
     assert sorted((e.path, e.kind, e.rows) for e in done.events) == [
-        ("empty.b2nd", EventKind.APPENDED, 6), ("series.b2nd", EventKind.APPENDED, 500)]
+        ("empty.b2nd", EventKind.APPENDED, 6),
+        ("series.b2nd", EventKind.APPENDED, 500),
+    ]
     for path in (series, empty):
         assert np.array_equal(client.fetch(f"{remote_dir}/{path.name}"), local_array(path))

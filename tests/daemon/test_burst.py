@@ -35,8 +35,9 @@ def _check_remote(client: Client, remote_dir: str, expected: list[str]) -> None:
         assert remote_bytes(client, f"{remote_dir}/{_name(i)}") == _content(i)
 
 
-def test_burst_converges_in_one_pass(make_manifest: MakeManifest, client: Client,
-                                     data_dir: Path, remote_dir: str) -> None:
+def test_burst_converges_in_one_pass(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     expected = _write_burst(data_dir)
     done = run_once(make_manifest())
     assert done.failures == 0
@@ -50,21 +51,27 @@ def test_burst_converges_in_one_pass(make_manifest: MakeManifest, client: Client
     assert again.events == []
 
 
-def test_burst_converges_with_the_watcher(make_manifest: MakeManifest, client: Client,
-                                          data_dir: Path, remote_dir: str) -> None:
+def test_burst_converges_with_the_watcher(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     for i in range(5):
         (data_dir / f"run{i}").mkdir()  # new folders are the next test's business
     with running(make_manifest()) as run:
         expected = _write_burst(data_dir)
-        wait_until(lambda: len(run.of(EventKind.UPLOADED)) >= COUNT and run.settled(),
-                   timeout=60, message=f"{COUNT} uploads", state=run.describe)
+        wait_until(
+            lambda: len(run.of(EventKind.UPLOADED)) >= COUNT and run.settled(),
+            timeout=60,
+            message=f"{COUNT} uploads",
+            state=run.describe,
+        )
         assert run.of(EventKind.FAILED) == []
         assert sorted(e.path for e in run.of(EventKind.UPLOADED)) == expected
     _check_remote(client, remote_dir, expected)
 
 
-def test_files_in_new_folders_are_shipped(make_manifest: MakeManifest, client: Client,
-                                          data_dir: Path, remote_dir: str) -> None:
+def test_files_in_new_folders_are_shipped(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     # inotify watches a new folder only from the moment it sees it: what is written into
     # it at once raises no event of its own.
     expected = [f"run{i:03d}/a/b/frame.json" for i in range(100)]
@@ -72,6 +79,10 @@ def test_files_in_new_folders_are_shipped(make_manifest: MakeManifest, client: C
         for name in expected:
             (data_dir / name).parent.mkdir(parents=True)
             (data_dir / name).write_text(name)
-        wait_until(lambda: len(run.of(EventKind.UPLOADED)) >= len(expected) and run.settled(),
-                   timeout=8, message="every file uploaded", state=run.describe)
+        wait_until(
+            lambda: len(run.of(EventKind.UPLOADED)) >= len(expected) and run.settled(),
+            timeout=8,
+            message="every file uploaded",
+            state=run.describe,
+        )
     assert remote_files(client, remote_dir) == expected

@@ -17,21 +17,32 @@ PASSWORD_VAR = "C2S_TEST_PASSWORD"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_cmd(*args), env=cli_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        cli_cmd(*args), env=cli_env(), capture_output=True, text=True, timeout=120, check=False
+    )
 
 
-@pytest.mark.parametrize(("edit", "key"), [
-    (lambda t: t.replace('settle = "0.2s"', 'settle = "soon"'), "upload[0].settle"),
-    (lambda t: t.replace('settle = "0.2s"', 'setle = "2s"'), "upload[0].setle"),
-    (lambda t: t.replace('remote = "@personal/', 'remote = "personal/'), "upload[0].remote"),
-    (lambda t: t.replace(f"${{{PASSWORD_VAR}}}", "${C2S_UNSET_VARIABLE}"), "server.password"),
-    (lambda t: t + "\n[[upload]]\nlocal = 'missing-folder'\nremote = '@personal/x'\n",
-     "upload[1].local"),
-], ids=["duration", "unknown-key", "remote-root", "unset-variable", "missing-folder"])
-def test_validate_broken_manifest_is_one_line(make_manifest: MakeManifest, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch, edit: object,
-                                              key: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda t: t.replace('settle = "0.2s"', 'settle = "soon"'), "upload[0].settle"),
+        (lambda t: t.replace('settle = "0.2s"', 'setle = "2s"'), "upload[0].setle"),
+        (lambda t: t.replace('remote = "@personal/', 'remote = "personal/'), "upload[0].remote"),
+        (lambda t: t.replace(f"${{{PASSWORD_VAR}}}", "${C2S_UNSET_VARIABLE}"), "server.password"),
+        (
+            lambda t: t + "\n[[upload]]\nlocal = 'missing-folder'\nremote = '@personal/x'\n",
+            "upload[1].local",
+        ),
+    ],
+    ids=["duration", "unknown-key", "remote-root", "unset-variable", "missing-folder"],
+)
+def test_validate_broken_manifest_is_one_line(
+    make_manifest: MakeManifest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: object,
+    key: str,
+) -> None:
     monkeypatch.setenv(PASSWORD_VAR, ALICE[1])
     good = make_manifest(password=f"${{{PASSWORD_VAR}}}").path
     broken = tmp_path / "broken.toml"
@@ -46,8 +57,13 @@ def test_validate_broken_manifest_is_one_line(make_manifest: MakeManifest, tmp_p
     assert ALICE[1] not in done.stderr
 
 
-def test_once_and_status(make_manifest: MakeManifest, client: Client, data_dir: Path,
-                         remote_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_once_and_status(
+    make_manifest: MakeManifest,
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(PASSWORD_VAR, ALICE[1])
     manifest = make_manifest(password=f"${{{PASSWORD_VAR}}}")
     outputs: list[str] = []

@@ -38,8 +38,9 @@ def _rows(rng: np.random.Generator, n: int, cols: int = COLS) -> np.ndarray:
     return rng.integers(0, 1000, (n, cols)).astype(np.float64)
 
 
-def _append_behind_the_daemons_back(state_dir: Path, client: Client, path: Path,
-                                    remote: str, start: int, stop: int) -> None:
+def _append_behind_the_daemons_back(
+    state_dir: Path, client: Client, path: Path, remote: str, start: int, stop: int
+) -> None:
     """What a daemon killed right after the server applied an append leaves behind:
     the journal entry written, the rows on the server, nothing confirmed."""
     with StateStore(state_dir) as state:
@@ -48,8 +49,9 @@ def _append_behind_the_daemons_back(state_dir: Path, client: Client, path: Path,
     assert client.append(remote, rows_frame(arr, start, stop))[0] == stop
 
 
-def test_append_applied_but_not_recorded(make_manifest: MakeManifest, client: Client,
-                                         data_dir: Path, remote_dir: str) -> None:
+def test_append_applied_but_not_recorded(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     rng = np.random.default_rng(4)
     path = write_b2nd(data_dir / "frames.b2nd", _rows(rng, 100), chunks=(50, COLS))
     manifest = make_manifest()
@@ -118,13 +120,14 @@ def _has_shape(client: Client, remote: str, shape: tuple[int, ...]) -> bool:
 def _start(manifest: Path, log: Path) -> subprocess.Popen[bytes]:
     """``cat2sync run`` in a subprocess, its log appended to ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen(cli_cmd("run", str(manifest)), env=cli_env(),
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cli_cmd("run", str(manifest)), env=cli_env(), stdout=out, stderr=subprocess.STDOUT
+        )
 
 
-def test_sigkill_mid_append_loses_and_doubles_nothing(make_manifest: MakeManifest,
-                                                      client: Client, data_dir: Path,
-                                                      remote_dir: str, tmp_path: Path) -> None:
+def test_sigkill_mid_append_loses_and_doubles_nothing(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str, tmp_path: Path
+) -> None:
     rng = random.Random(20240607)
     path = write_b2nd(data_dir / "frames.b2nd", np.zeros((100, 1000)), chunks=(50, 1000))
     manifest = make_manifest()
@@ -137,8 +140,11 @@ def test_sigkill_mid_append_loses_and_doubles_nothing(make_manifest: MakeManifes
             grower = _Grower(path, rng, growths=8)
             grower.start()
             # Appends are under way once the remote grew; then kill at a random moment.
-            wait_until(partial(_grew_past, client, remote, at_start), timeout=30,
-                       message=f"an append in trial {trial}")
+            wait_until(
+                partial(_grew_past, client, remote, at_start),
+                timeout=30,
+                message=f"an append in trial {trial}",
+            )
             time.sleep(rng.uniform(0.0, 1.0))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -146,8 +152,11 @@ def test_sigkill_mid_append_loses_and_doubles_nothing(make_manifest: MakeManifes
             proc = _start(manifest.path, log)
             grower.join()
             local = local_array(path)
-            wait_until(partial(_has_shape, client, remote, local.shape), timeout=30,
-                       message=f"remote shape {local.shape} in trial {trial}")
+            wait_until(
+                partial(_has_shape, client, remote, local.shape),
+                timeout=30,
+                message=f"remote shape {local.shape} in trial {trial}",
+            )
             assert np.array_equal(client.fetch(remote), local), f"trial {trial}"
         assert remote_files(client, remote_dir) == ["frames.b2nd"]  # no temporary left
     except BaseException:

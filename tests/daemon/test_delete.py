@@ -21,8 +21,9 @@ def _ship(make_manifest: MakeManifest, folder: Path, count: int, **rule: object)
     return names
 
 
-def test_deletion_kept_remotely_without_delete(make_manifest: MakeManifest, client: Client,
-                                               data_dir: Path, remote_dir: str) -> None:
+def test_deletion_kept_remotely_without_delete(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     names = _ship(make_manifest, data_dir, 3)
     (data_dir / names[0]).unlink()
     done = run_once(make_manifest())  # delete defaults to false
@@ -30,9 +31,9 @@ def test_deletion_kept_remotely_without_delete(make_manifest: MakeManifest, clie
     assert remote_files(client, remote_dir) == names
 
 
-def test_deletion_propagates_with_delete(make_manifest: MakeManifest, client: Client,
-                                         data_dir: Path, remote_dir: str,
-                                         tmp_path: Path) -> None:
+def test_deletion_propagates_with_delete(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str, tmp_path: Path
+) -> None:
     (data_dir / "sub").mkdir()
     _ship(make_manifest, data_dir, 3, delete=True, max_delete=1.0)
     _ship(make_manifest, data_dir / "sub", 2, delete=True, max_delete=1.0)
@@ -47,16 +48,24 @@ def test_deletion_propagates_with_delete(make_manifest: MakeManifest, client: Cl
     shutil.rmtree(data_dir / "sub")
     done = run_once(make_manifest(delete=True, max_delete=1.0))
     assert sorted(e.path for e in done.of(EventKind.REMOVED)) == [
-        "f01.json", "sub/f00.json", "sub/f01.json"]
+        "f01.json",
+        "sub/f00.json",
+        "sub/f01.json",
+    ]
     assert done.kinds() == [EventKind.REMOVED] * 3
     assert remote_files(client, remote_dir) == [
-        "f00.json", "f02.json", "foreign.json", "sub/foreign.json"]
+        "f00.json",
+        "f02.json",
+        "foreign.json",
+        "sub/foreign.json",
+    ]
     # Forgotten too: the next pass has nothing to do.
     assert run_once(make_manifest(delete=True, max_delete=1.0)).events == []
 
 
-def test_deletion_cap_refuses_the_whole_pass(make_manifest: MakeManifest, client: Client,
-                                             data_dir: Path, remote_dir: str) -> None:
+def test_deletion_cap_refuses_the_whole_pass(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     names = _ship(make_manifest, data_dir, 10, delete=True, max_delete=0.5)
     for name in names[:8]:
         (data_dir / name).unlink()
@@ -76,8 +85,9 @@ def test_deletion_cap_refuses_the_whole_pass(make_manifest: MakeManifest, client
     assert remote_files(client, remote_dir) == names[4:]
 
 
-def test_emptied_folder_removes_nothing(make_manifest: MakeManifest, client: Client,
-                                        data_dir: Path, remote_dir: str) -> None:
+def test_emptied_folder_removes_nothing(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     names = _ship(make_manifest, data_dir, 10, delete=True, max_delete=1.0)
     for name in names:
         (data_dir / name).unlink()

@@ -40,7 +40,8 @@ def _slow_writer(path: Path, pieces: int, pause: float) -> threading.Thread:
 
 
 def test_file_written_slowly_is_never_uploaded_truncated(
-        make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str) -> None:
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     manifest = make_manifest(settle="0.5s")
     names = ["slow.json", "slow.bin"]
     seen: dict[str, list[bytes]] = {name: [] for name in names}
@@ -56,8 +57,10 @@ def test_file_written_slowly_is_never_uploaded_truncated(
             writer.start()
         for writer in writers:
             writer.join()
-        wait_until(lambda: len(run.of(EventKind.UPLOADED)) >= len(names) and run.settled(),
-                   message="both files uploaded")
+        wait_until(
+            lambda: len(run.of(EventKind.UPLOADED)) >= len(names) and run.settled(),
+            message="both files uploaded",
+        )
         time.sleep(0.7)  # longer than settle: a late second upload would show up now
         run.daemon.queue.wait_idle(10)
 
@@ -74,9 +77,9 @@ def _truncated_b2nd(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_broken_array_is_not_uploaded_until_it_opens(make_manifest: MakeManifest,
-                                                     client: Client, data_dir: Path,
-                                                     remote_dir: str) -> None:
+def test_broken_array_is_not_uploaded_until_it_opens(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     _truncated_b2nd(data_dir / "broken.b2nd")
     write_b2nd(data_dir / "good.b2nd", np.ones((10, 10)), chunks=(5, 10))
     manifest = make_manifest()
@@ -95,28 +98,36 @@ def test_broken_array_is_not_uploaded_until_it_opens(make_manifest: MakeManifest
     assert done.failures == 0
     assert [e.path for e in done.of(EventKind.UPLOADED)] == ["broken.b2nd"]
     assert remote_files(client, remote_dir) == ["broken.b2nd", "good.b2nd"]
-    assert np.array_equal(client.fetch(f"{remote_dir}/broken.b2nd"),
-                          local_array(data_dir / "broken.b2nd"))
+    assert np.array_equal(
+        client.fetch(f"{remote_dir}/broken.b2nd"), local_array(data_dir / "broken.b2nd")
+    )
 
 
-def test_broken_array_waits_in_the_running_daemon(make_manifest: MakeManifest,
-                                                  client: Client, data_dir: Path,
-                                                  remote_dir: str) -> None:
+def test_broken_array_waits_in_the_running_daemon(
+    make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str
+) -> None:
     manifest = make_manifest()
     with running(manifest) as run:
         _truncated_b2nd(data_dir / "late.b2nd")
-        wait_until(lambda: any(p.attempts >= 2 for p in run.daemon.state.pending()),
-                   message="two failed attempts to open the file")
+        wait_until(
+            lambda: any(p.attempts >= 2 for p in run.daemon.state.pending()),
+            message="two failed attempts to open the file",
+        )
         assert remote_files(client, remote_dir) == []
         write_b2nd(data_dir / "late.b2nd", np.arange(300.0).reshape(30, 10), chunks=(10, 10))
         wait_until(lambda: run.of(EventKind.UPLOADED, "late.b2nd"), message="the upload")
-    assert np.array_equal(client.fetch(f"{remote_dir}/late.b2nd"),
-                          local_array(data_dir / "late.b2nd"))
+    assert np.array_equal(
+        client.fetch(f"{remote_dir}/late.b2nd"), local_array(data_dir / "late.b2nd")
+    )
 
 
 def test_file_changed_during_upload_is_sent_again_without_leftovers(
-        make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_manifest: MakeManifest,
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     (data_dir / "log.json").write_bytes(b'{"line": 1}\n')
     write_b2nd(data_dir / "frames.b2nd", np.arange(1000.0).reshape(100, 10), chunks=(25, 10))
     uploads: list[str] = []
@@ -144,12 +155,14 @@ def test_file_changed_during_upload_is_sent_again_without_leftovers(
     assert sorted(e.path for e in done.of(EventKind.UPLOADED)) == ["frames.b2nd", "log.json"]
     assert remote_files(client, remote_dir) == ["frames.b2nd", "log.json"]  # no temporaries
     assert remote_bytes(client, f"{remote_dir}/log.json") == (data_dir / "log.json").read_bytes()
-    assert np.array_equal(client.fetch(f"{remote_dir}/frames.b2nd"),
-                          local_array(data_dir / "frames.b2nd"))
+    assert np.array_equal(
+        client.fetch(f"{remote_dir}/frames.b2nd"), local_array(data_dir / "frames.b2nd")
+    )
 
 
-def test_a_change_is_due_at_its_last_write_plus_settle(make_manifest: MakeManifest,
-                                                       data_dir: Path) -> None:
+def test_a_change_is_due_at_its_last_write_plus_settle(
+    make_manifest: MakeManifest, data_dir: Path
+) -> None:
     """The settle time counts from the file's last write, not from when its event
     arrived: a file moved in whole (its old mtime kept) is due at once."""
     old, new = data_dir / "old.json", data_dir / "new.json"

@@ -101,13 +101,14 @@ class FaultStats:
     def table(self) -> list[str]:
         rows = [("SIGKILL trials run", str(self.trials))]
         rows += [(f"fault injected: {kind}", str(n)) for kind, n in sorted(self.faults.items())]
-        rows += [("files compared", str(self.files_compared)),
-                 ("rows compared", str(self.rows_compared)),
-                 ("file versions read at a final name during the trials",
-                  str(self.versions_watched)),
-                 ("rows lost", str(self.lost)),
-                 ("rows duplicated", str(self.duplicated)),
-                 ("leaked (total)", str(sum(self.leaked.values())))]
+        rows += [
+            ("files compared", str(self.files_compared)),
+            ("rows compared", str(self.rows_compared)),
+            ("file versions read at a final name during the trials", str(self.versions_watched)),
+            ("rows lost", str(self.lost)),
+            ("rows duplicated", str(self.duplicated)),
+            ("leaked (total)", str(sum(self.leaked.values()))),
+        ]
         rows += [(f"leaked: {kind}", str(n)) for kind, n in sorted(self.leaked.items())]
         width = max(len(name) for name, _ in rows)
         lines = [f"| {'figure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -136,11 +137,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
 # -- manifests ------------------------------------------------------------------------
 
 
-def write_manifest(path: Path, *, url: str | None, username: str | None = None,
-                   password: str | None = None, uploads: Sequence[Mapping[str, Any]] = (),
-                   subscribe: Sequence[Mapping[str, Any]] = (),
-                   daemon: Mapping[str, Any] | None = None,
-                   server: Mapping[str, Any] | None = None) -> Path:
+def write_manifest(
+    path: Path,
+    *,
+    url: str | None,
+    username: str | None = None,
+    password: str | None = None,
+    uploads: Sequence[Mapping[str, Any]] = (),
+    subscribe: Sequence[Mapping[str, Any]] = (),
+    daemon: Mapping[str, Any] | None = None,
+    server: Mapping[str, Any] | None = None,
+) -> Path:
     """A manifest with state in ``<path's folder>/state``; ``url=None``: embedded server."""
     srv: dict[str, Any] = {}
     if url is not None:
@@ -197,8 +204,15 @@ class DaemonProcess:
     :param wrapper: a command to run it under (``unshare ...``), or nothing.
     """
 
-    def __init__(self, manifest: Path, log: Path, *, wrapper: Sequence[str] = (),
-                 args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Path,
+        log: Path,
+        *,
+        wrapper: Sequence[str] = (),
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.manifest = manifest
         self.log = log
         self.wrapper = list(wrapper)
@@ -210,15 +224,23 @@ class DaemonProcess:
 
     @property
     def command(self) -> list[str]:
-        return [*self.wrapper, sys.executable, "-m", "cat2sync", *self.args, "run",
-                str(self.manifest)]
+        return [
+            *self.wrapper,
+            sys.executable,
+            "-m",
+            "cat2sync",
+            *self.args,
+            "run",
+            str(self.manifest),
+        ]
 
     def start(self) -> DaemonProcess:
         assert self.proc is None or self.proc.poll() is not None
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.command, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
         self.starts += 1
         return self
 
@@ -233,8 +255,10 @@ class DaemonProcess:
     def wait_ready(self, timeout: float = CONVERGE) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n"
-                                     f"{self.text(since_start=True)[-3000:]}")
+                raise AssertionError(
+                    f"the daemon exited ({self.proc.returncode}):\n"
+                    f"{self.text(since_start=True)[-3000:]}"
+                )
             return "ready: watching" in self.text(since_start=True)
 
         wait_until(ready, timeout=timeout, interval=0.05, message="the daemon's ready line")
@@ -370,8 +394,9 @@ class FaultProxy:
         """Let held answers go and stop stalling."""
         self.set_mode("pass")
 
-    def inject(self, action: str, *, method: str | None = None, path: str | None = None,
-               times: int = 1) -> None:
+    def inject(
+        self, action: str, *, method: str | None = None, path: str | None = None, times: int = 1
+    ) -> None:
         """Apply ``action`` to the next ``times`` requests matching method and path part."""
         assert action in ACTIONS, action
         with self._lock:
@@ -383,18 +408,24 @@ class FaultProxy:
         with self._lock:
             return sum(r.times for r in self._rules)
 
-    def count(self, method: str | None = None, path: str | None = None,
-              action: str | None = None) -> int:
+    def count(
+        self, method: str | None = None, path: str | None = None, action: str | None = None
+    ) -> int:
         with self._lock:
-            return sum(1 for m, p, a in self.seen
-                       if (method is None or m == method) and (path is None or path in p)
-                       and (action is None or a == action))
+            return sum(
+                1
+                for m, p, a in self.seen
+                if (method is None or m == method)
+                and (path is None or path in p)
+                and (action is None or a == action)
+            )
 
     def _choose(self, method: str, path: str) -> str:
         with self._lock:
             for rule in self._rules:
-                if ((rule.method is None or rule.method == method)
-                        and (rule.path is None or rule.path in path)):
+                if (rule.method is None or rule.method == method) and (
+                    rule.path is None or rule.path in path
+                ):
                     rule.times -= 1
                     if rule.times <= 0:
                         self._rules.remove(rule)
@@ -417,8 +448,9 @@ class FaultProxy:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="fault-proxy-conn",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="fault-proxy-conn", daemon=True
+            ).start()
 
     def _serve(self, raw: socket.socket) -> None:
         conn: socket.socket = raw
@@ -435,10 +467,12 @@ class FaultProxy:
             action = self._choose(method, path)
             if action == "503":
                 payload = b'{"detail":"injected by the fault proxy"}'
-                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
-                             b"content-type: application/json\r\n"
-                             b"content-length: " + str(len(payload)).encode() + b"\r\n"
-                             b"connection: close\r\n\r\n" + payload)
+                conn.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\n"
+                    b"content-type: application/json\r\n"
+                    b"content-length: " + str(len(payload)).encode() + b"\r\n"
+                    b"connection: close\r\n\r\n" + payload
+                )
                 return
             if action == "drop":
                 _reset(conn)
@@ -479,13 +513,19 @@ class FaultProxy:
             buf += chunk
         end = buf.index(_HEAD_END)
         head_text = bytes(buf[:end]).decode("latin-1")
-        rest = bytes(buf[end + 4:])
+        rest = bytes(buf[end + 4 :])
         request_line, *header_lines = head_text.split("\r\n")
         method, target, _version = request_line.split(" ", 2)
-        headers = [line for line in header_lines
-                   if line.split(":", 1)[0].strip().lower() not in ("connection", "keep-alive")]
-        fields = {line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
-                  for line in headers if ":" in line}
+        headers = [
+            line
+            for line in header_lines
+            if line.split(":", 1)[0].strip().lower() not in ("connection", "keep-alive")
+        ]
+        fields = {
+            line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
+            for line in headers
+            if ":" in line
+        }
         if "content-length" in fields:
             need = int(fields["content-length"])
             body = bytearray(rest)
@@ -572,9 +612,14 @@ class Tally:
     server_temporaries: int = 0
 
     def merge(self, other: Tally) -> Tally:
-        return Tally(self.files + other.files, self.rows + other.rows, self.lost + other.lost,
-                     self.duplicated + other.duplicated, self.problems + other.problems,
-                     self.server_temporaries + other.server_temporaries)
+        return Tally(
+            self.files + other.files,
+            self.rows + other.rows,
+            self.lost + other.lost,
+            self.duplicated + other.duplicated,
+            self.problems + other.problems,
+            self.server_temporaries + other.server_temporaries,
+        )
 
     @property
     def ok(self) -> bool:
@@ -585,7 +630,8 @@ def is_temporary(relpath: str) -> bool:
     """cat2sync's own temporaries: remote ``.cat2sync-*``, local ``*.part`` and ``.cat2sync-*``."""
     parts = relpath.split("/")
     return any(p.startswith(TEMP_PREFIX) for p in parts) or (
-        parts[-1].startswith(".") and parts[-1].endswith(".part"))
+        parts[-1].startswith(".") and parts[-1].endswith(".part")
+    )
 
 
 def local_files(folder: Path) -> dict[str, Path]:
@@ -605,10 +651,14 @@ def _rows_tally(name: str, ours: np.ndarray, theirs: np.ndarray) -> Tally:
     if ours.ndim and theirs.ndim and ours.shape[1:] == theirs.shape[1:]:
         tally.lost = max(0, ours.shape[0] - theirs.shape[0])
         tally.duplicated = max(0, theirs.shape[0] - ours.shape[0])
-    if ours.dtype != theirs.dtype or ours.shape != theirs.shape or not np.array_equal(
-            ours, theirs, equal_nan=ours.dtype.kind == "f"):
-        tally.problems.append(f"{name}: {theirs.dtype}{theirs.shape} differs from "
-                              f"{ours.dtype}{ours.shape}")
+    if (
+        ours.dtype != theirs.dtype
+        or ours.shape != theirs.shape
+        or not np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f")
+    ):
+        tally.problems.append(
+            f"{name}: {theirs.dtype}{theirs.shape} differs from {ours.dtype}{ours.shape}"
+        )
     return tally
 
 
@@ -629,8 +679,11 @@ def read_remote_file(client: Client, remote: str) -> bytes:
     return b"".join(blosc2.decompress(client.get_chunk(remote, i)) for i in range(nchunks))
 
 
-def compare_remote(client: Client, remote: str, source: Mapping[str, Path | bytes | np.ndarray],
-                   ) -> Tally:
+def compare_remote(
+    client: Client,
+    remote: str,
+    source: Mapping[str, Path | bytes | np.ndarray],
+) -> Tally:
     """The remote folder holds exactly ``source`` (relpath -> local file, bytes or array),
     content compared, and no temporary."""
     tally = Tally()
@@ -664,8 +717,12 @@ def _expected(want: Path | bytes | np.ndarray) -> bytes | np.ndarray:
     return want
 
 
-def compare_local(folder: Path, source: Mapping[str, Path | bytes | np.ndarray],
-                  *, ignore_temporaries: bool = False) -> Tally:
+def compare_local(
+    folder: Path,
+    source: Mapping[str, Path | bytes | np.ndarray],
+    *,
+    ignore_temporaries: bool = False,
+) -> Tally:
     """The local folder holds exactly ``source``, content compared, and no temporary."""
     tally = Tally()
     found = local_files(folder)
@@ -694,8 +751,9 @@ def compare_local(folder: Path, source: Mapping[str, Path | bytes | np.ndarray],
 
 
 def mirror_temporaries(*folders: Path) -> list[str]:
-    return sorted(f"{folder.name}/{n}" for folder in folders for n in local_files(folder)
-                  if is_temporary(n))
+    return sorted(
+        f"{folder.name}/{n}" for folder in folders for n in local_files(folder) if is_temporary(n)
+    )
 
 
 def array_file(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> Path:
@@ -723,8 +781,11 @@ def can_mount_tmpfs(where: Path) -> bool:
     if os.geteuid() != 0 or shutil.which("mount") is None or shutil.which("umount") is None:
         return False
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         return False
     subprocess.run(["umount", str(where)], capture_output=True, check=False)
@@ -735,8 +796,11 @@ def can_mount_tmpfs(where: Path) -> bool:
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``where`` (unmounted afterwards, lazily if busy)."""
     where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield where
     finally:
@@ -745,8 +809,9 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
 
 
 def remount(where: Path, options: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-o", f"remount,{options}", str(where)], check=True, capture_output=True
+    )
 
 
 JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")

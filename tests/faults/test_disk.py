@@ -86,9 +86,13 @@ def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
         with tmpfs(mount, "256k"):
             mirror = mount / "mirror"
             mirror.mkdir()
-            yield Disk(mirror, "tmpfs", fill=lambda: None,
-                       make_read_only=lambda: remount(mount, "ro"),
-                       fix=lambda: remount(mount, "rw,size=64m"))
+            yield Disk(
+                mirror,
+                "tmpfs",
+                fill=lambda: None,
+                make_read_only=lambda: remount(mount, "ro"),
+                fix=lambda: remount(mount, "rw,size=64m"),
+            )
         return
     mirror = mount / "mirror"
     mirror.mkdir(parents=True)
@@ -107,9 +111,13 @@ def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Disk]:
 
     monkeypatch.setattr(client_module, "atomic_writer", atomic_writer)
     monkeypatch.setattr(os, "replace", read_only_replace)
-    yield Disk(mirror, "simulated", fill=lambda: state.update(full=True),
-               make_read_only=lambda: state.update(ro=True),
-               fix=lambda: state.update(full=False, ro=False))
+    yield Disk(
+        mirror,
+        "simulated",
+        fill=lambda: state.update(full=True),
+        make_read_only=lambda: state.update(ro=True),
+        fix=lambda: state.update(full=False, ro=False),
+    )
 
 
 class Remote:
@@ -139,27 +147,42 @@ class Remote:
 
 
 def _manifest(tmp_path: Path, server: LocalServer, remote_dir: str, mirror: Path) -> Path:
-    return write_manifest(tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0],
-                          password=ALICE[1], subscribe=[{"name": "m", "root": remote_dir,
-                                                         "local": str(mirror), "every": "1s"}])
+    return write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        subscribe=[{"name": "m", "root": remote_dir, "local": str(mirror), "every": "1s"}],
+    )
 
 
 def _failures(run: Any, needle: str) -> list[str]:
     return [e.message or "" for e in run.of(EventKind.FAILED) if needle in (e.message or "")]
 
 
-def _check_broken_disk(run: Any, disk: Disk, manifest: Path, needle: str,
-                       kept: dict[str, bytes | np.ndarray], caplog: pytest.LogCaptureFixture,
-                       ) -> None:
+def _check_broken_disk(
+    run: Any,
+    disk: Disk,
+    manifest: Path,
+    needle: str,
+    kept: dict[str, bytes | np.ndarray],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """While the disk is broken: clear one-line errors, the old files intact, nothing
     partial and no temporary, ``status`` showing the error."""
-    wait_until(lambda: len(_failures(run, needle)) >= 2, timeout=CONVERGE,
-               message=f"two failed passes ({needle})", state=run.describe)
+    wait_until(
+        lambda: len(_failures(run, needle)) >= 2,
+        timeout=CONVERGE,
+        message=f"two failed passes ({needle})",
+        state=run.describe,
+    )
     for message in _failures(run, needle):
         assert "\n" not in message and "Traceback" not in message
     intact = compare_local(disk.mirror, kept)
-    STATS.leak("partial file visible at a final name", sum(
-        "differ" in p or "does not open" in p for p in intact.problems))
+    STATS.leak(
+        "partial file visible at a final name",
+        sum("differ" in p or "does not open" in p for p in intact.problems),
+    )
     assert intact.ok, intact.problems
     STATS.leak("temporary left in the mirror", len(mirror_temporaries(disk.mirror)))
     assert mirror_temporaries(disk.mirror) == []
@@ -169,17 +192,27 @@ def _check_broken_disk(run: Any, disk: Disk, manifest: Path, needle: str,
     assert logged and all(r.exc_info is None for r in logged)
 
 
-def test_disk_full_during_download(tmp_path: Path, server: LocalServer, client: Client,
-                                   remote_dir: str, disk: Disk, fault_stats: FaultStats,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_disk_full_during_download(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    disk: Disk,
+    fault_stats: FaultStats,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="cat2sync")
     remote = Remote(client, remote_dir, tmp_path / "staging")
     remote.put("notes.txt", b"small\n" * 100)
     remote.put("frames.b2nd", np.arange(2000.0).reshape(200, 10))
     manifest = _manifest(tmp_path, server, remote_dir, disk.mirror)
     with running(load_manifest(manifest)) as run:
-        wait_until(lambda: compare_local(disk.mirror, remote.truth).ok, timeout=CONVERGE,
-                   message="the first mirror pass", state=run.describe)
+        wait_until(
+            lambda: compare_local(disk.mirror, remote.truth).ok,
+            timeout=CONVERGE,
+            message="the first mirror pass",
+            state=run.describe,
+        )
         kept = dict(remote.truth)
         # Bigger than the disk: a replacement of a mirrored file, and a new file.
         disk.fill()
@@ -188,25 +221,38 @@ def test_disk_full_during_download(tmp_path: Path, server: LocalServer, client: 
         fault_stats.fault(f"disk full during a download ({disk.how})")
         _check_broken_disk(run, disk, manifest, "No space left on device", kept, caplog)
         disk.fix()
-        wait_until(lambda: compare_local(disk.mirror, remote.truth).ok, timeout=CONVERGE,
-                   message="convergence once there is room", state=run.describe)
+        wait_until(
+            lambda: compare_local(disk.mirror, remote.truth).ok,
+            timeout=CONVERGE,
+            message="convergence once there is room",
+            state=run.describe,
+        )
         tally = compare_local(disk.mirror, remote.truth)
         fault_stats.add(tally)
         assert mirror_temporaries(disk.mirror) == []
 
 
-def test_read_only_mirror_during_download(tmp_path: Path, server: LocalServer,
-                                          client: Client, remote_dir: str, disk: Disk,
-                                          fault_stats: FaultStats,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_read_only_mirror_during_download(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    disk: Disk,
+    fault_stats: FaultStats,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="cat2sync")
     remote = Remote(client, remote_dir, tmp_path / "staging")
     remote.put("series.b2nd", np.arange(3000.0).reshape(300, 10))
     remote.put("log.txt", b"line\n" * 50)
     manifest = _manifest(tmp_path, server, remote_dir, disk.mirror)
     with running(load_manifest(manifest)) as run:
-        wait_until(lambda: compare_local(disk.mirror, remote.truth).ok, timeout=CONVERGE,
-                   message="the first mirror pass", state=run.describe)
+        wait_until(
+            lambda: compare_local(disk.mirror, remote.truth).ok,
+            timeout=CONVERGE,
+            message="the first mirror pass",
+            state=run.describe,
+        )
         kept = dict(remote.truth)
         disk.make_read_only()
         remote.append("series.b2nd", np.ones((70, 10)))  # growth: the incremental path
@@ -215,7 +261,11 @@ def test_read_only_mirror_during_download(tmp_path: Path, server: LocalServer,
         fault_stats.fault(f"read-only mirror folder during a download ({disk.how})")
         _check_broken_disk(run, disk, manifest, "Read-only file system", kept, caplog)
         disk.fix()
-        wait_until(lambda: compare_local(disk.mirror, remote.truth).ok, timeout=CONVERGE,
-                   message="convergence once writable", state=run.describe)
+        wait_until(
+            lambda: compare_local(disk.mirror, remote.truth).ok,
+            timeout=CONVERGE,
+            message="convergence once writable",
+            state=run.describe,
+        )
         fault_stats.add(compare_local(disk.mirror, remote.truth))
         assert mirror_temporaries(disk.mirror) == []

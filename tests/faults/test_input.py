@@ -55,11 +55,25 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERRO
 
 BASE: dict[str, Any] = {
     "daemon": {"state_dir": "state", "rescan": "10m", "retry_max": "1m", "log_level": "info"},
-    "server": {"url": "http://127.0.0.1:9", "username": "joe@example.com",
-               "password": f"${{{PASSWORD_VAR}}}", "timeout": "10s"},
-    "upload": [{"name": "up", "local": "acq", "remote": "@personal/b7",
-                "include": ["**/*.b2nd", "**/*.json"], "settle": "2s", "append": True,
-                "delete": False, "max_delete": "25%", "concurrency": 2}],
+    "server": {
+        "url": "http://127.0.0.1:9",
+        "username": "joe@example.com",
+        "password": f"${{{PASSWORD_VAR}}}",
+        "timeout": "10s",
+    },
+    "upload": [
+        {
+            "name": "up",
+            "local": "acq",
+            "remote": "@personal/b7",
+            "include": ["**/*.b2nd", "**/*.json"],
+            "settle": "2s",
+            "append": True,
+            "delete": False,
+            "max_delete": "25%",
+            "concurrency": 2,
+        }
+    ],
     "subscribe": [{"name": "down", "root": "@public/x", "local": "mirror", "every": "5m"}],
 }
 #: Values each key must refuse (type or range), by key path.
@@ -81,15 +95,55 @@ WRONG: dict[tuple[str | int, ...], list[Any]] = {
     ("subscribe", 0, "every"): [True, [1], "0s"],
     ("subscribe", 0, "root"): [5, "noroot", "/@public/x"],
 }
-DURATIONS = [("daemon", "rescan"), ("daemon", "retry_max"), ("server", "timeout"),
-             ("upload", 0, "settle"), ("subscribe", 0, "every")]
-TABLES: list[tuple[str | int, ...]] = [(), ("daemon",), ("server",), ("upload", 0),
-                                       ("subscribe", 0)]
-VALID_KEYS = {"state_dir", "log_level", "log_format", "rescan", "retry_max", "url", "username",
-              "password", "password_file", "timeout", "verify", "name", "local", "remote",
-              "server", "include", "exclude", "settle", "append", "delete", "max_delete",
-              "follow_symlinks", "concurrency", "transforms", "root", "every", "cron",
-              "servers", "lazyexpr", "plugins", "daemon", "upload", "subscribe"}
+DURATIONS = [
+    ("daemon", "rescan"),
+    ("daemon", "retry_max"),
+    ("server", "timeout"),
+    ("upload", 0, "settle"),
+    ("subscribe", 0, "every"),
+]
+TABLES: list[tuple[str | int, ...]] = [
+    (),
+    ("daemon",),
+    ("server",),
+    ("upload", 0),
+    ("subscribe", 0),
+]
+VALID_KEYS = {
+    "state_dir",
+    "log_level",
+    "log_format",
+    "rescan",
+    "retry_max",
+    "url",
+    "username",
+    "password",
+    "password_file",
+    "timeout",
+    "verify",
+    "name",
+    "local",
+    "remote",
+    "server",
+    "include",
+    "exclude",
+    "settle",
+    "append",
+    "delete",
+    "max_delete",
+    "follow_symlinks",
+    "concurrency",
+    "transforms",
+    "root",
+    "every",
+    "cron",
+    "servers",
+    "lazyexpr",
+    "plugins",
+    "daemon",
+    "upload",
+    "subscribe",
+}
 
 
 def key_path(path: tuple[str | int, ...]) -> str:
@@ -118,22 +172,25 @@ def broken_manifests(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str], s
     """``(document, environment, the key the error must name)``."""
     doc = tomllib.loads(tomli_w.dumps(BASE))  # a deep copy
     env = {PASSWORD_VAR: PASSWORD}
-    kind = draw(st.sampled_from(["wrong type", "unknown key", "bad duration", "overlap",
-                                 "missing env var"]))
+    kind = draw(
+        st.sampled_from(["wrong type", "unknown key", "bad duration", "overlap", "missing env var"])
+    )
     if kind == "wrong type":
         path = draw(st.sampled_from(sorted(WRONG, key=str)))
         _set(doc, path, draw(st.sampled_from(WRONG[path])))
         return doc, env, key_path(path)
     if kind == "unknown key":
         table = draw(st.sampled_from(TABLES))
-        name = draw(st.from_regex(r"\A[a-z][a-z0-9_]{1,14}\Z").filter(
-            lambda n: n not in VALID_KEYS))
+        name = draw(
+            st.from_regex(r"\A[a-z][a-z0-9_]{1,14}\Z").filter(lambda n: n not in VALID_KEYS)
+        )
         _set(doc, (*table, name), draw(st.sampled_from([1, "x", True])))
         return doc, env, key_path((*table, name))
     if kind == "bad duration":
         path = draw(st.sampled_from(DURATIONS))
-        text = draw(st.text(alphabet="0123456789.-+ smhdxµ", min_size=1, max_size=8).filter(
-            _bad_duration))
+        text = draw(
+            st.text(alphabet="0123456789.-+ smhdxµ", min_size=1, max_size=8).filter(_bad_duration)
+        )
         _set(doc, path, text)
         return doc, env, key_path(path)
     if kind == "overlap":
@@ -146,8 +203,7 @@ def broken_manifests(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str], s
         return doc, env, "subscribe[0].local"
     field = draw(st.sampled_from(["password", "username", "url"]))
     variable = draw(st.from_regex(r"\AC2S_UNSET_[A-Z]{3,10}\Z"))
-    doc["server"][field] = (f"http://${{{variable}}}:8000" if field == "url"
-                            else f"${{{variable}}}")
+    doc["server"][field] = f"http://${{{variable}}}:8000" if field == "url" else f"${{{variable}}}"
     return doc, env, f"server.{field}"
 
 
@@ -163,11 +219,16 @@ def manifest_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@settings(max_examples=60, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=broken_manifests())
-def test_validate_broken_manifests(manifest_home: Path,
-                                   case: tuple[dict[str, Any], dict[str, str], str]) -> None:
+def test_validate_broken_manifests(
+    manifest_home: Path, case: tuple[dict[str, Any], dict[str, str], str]
+) -> None:
     doc, env, key = case
     path = manifest_home / "cat2sync.toml"
     path.write_text(tomli_w.dumps(doc))
@@ -196,26 +257,47 @@ def _truncate(path: Path, keep: float) -> None:
 
 
 def _once(manifest: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cat2sync", "once", str(manifest)],
-                          env=cli_env(), capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cat2sync", "once", str(manifest)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
-def _upload_manifest(tmp_path: Path, server: LocalServer, data: Path, remote: str,
-                     **rule: Any) -> Path:
-    return write_manifest(tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0],
-                          password=ALICE[1],
-                          uploads=[{"name": "up", "local": str(data), "remote": remote,
-                                    "settle": "0s", **rule}])
+def _upload_manifest(
+    tmp_path: Path, server: LocalServer, data: Path, remote: str, **rule: Any
+) -> Path:
+    return write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        uploads=[{"name": "up", "local": str(data), "remote": remote, "settle": "0s", **rule}],
+    )
 
 
-ODD_NAMES = ["with space.json", "ünïcødé ✓ Fe₂O₃.json", "tab\there.json", "quote'\"s.json",
-             "deep/sub folder/x y.json", "-leading-dash.json", "#hash%25percent.json"]
+ODD_NAMES = [
+    "with space.json",
+    "ünïcødé ✓ Fe₂O₃.json",
+    "tab\there.json",
+    "quote'\"s.json",
+    "deep/sub folder/x y.json",
+    "-leading-dash.json",
+    "#hash%25percent.json",
+]
 
 
-def test_broken_and_odd_local_files(tmp_path: Path, server: LocalServer, client: Client,
-                                    remote_dir: str, data_dir: Path,
-                                    fault_stats: FaultStats) -> None:
+def test_broken_and_odd_local_files(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     good = {"good.b2nd": _frames(data_dir / "good.b2nd"), "zero.json": data_dir / "zero.json"}
     (data_dir / "zero.json").write_bytes(b"")
     for i, name in enumerate(ODD_NAMES):
@@ -227,9 +309,16 @@ def test_broken_and_odd_local_files(tmp_path: Path, server: LocalServer, client:
         "truncated.b2nd": lambda p: (_frames(p), _truncate(p, 0.5)),
         "corrupt.b2nd": lambda p: (_frames(p), p.write_bytes(b"\xff" * 64 + p.read_bytes()[64:])),
         "zero.b2nd": lambda p: p.write_bytes(b""),
-        "cut.b2frame": lambda p: (blosc2.SChunk(chunksize=4000, data=np.arange(5000, dtype="i4"),
-                                                urlpath=str(p), mode="w",
-                                                cparams={"typesize": 4}), _truncate(p, 0.9)),
+        "cut.b2frame": lambda p: (
+            blosc2.SChunk(
+                chunksize=4000,
+                data=np.arange(5000, dtype="i4"),
+                urlpath=str(p),
+                mode="w",
+                cparams={"typesize": 4},
+            ),
+            _truncate(p, 0.9),
+        ),
         "garbage.b2": lambda p: p.write_bytes(b"not a blosc2 frame at all" * 10),
     }
     for name, make in broken.items():
@@ -266,9 +355,14 @@ def test_broken_and_odd_local_files(tmp_path: Path, server: LocalServer, client:
     assert tally.ok, tally.problems
 
 
-def test_name_with_a_newline_is_one_line(tmp_path: Path, server: LocalServer, client: Client,
-                                         remote_dir: str, data_dir: Path,
-                                         fault_stats: FaultStats) -> None:
+def test_name_with_a_newline_is_one_line(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     (data_dir / "new\nline.json").write_text('{"n": 1}')
     (data_dir / "fine.json").write_text('{"f": 1}')
     fault_stats.fault("odd local file name (newline)")
@@ -282,15 +376,24 @@ def test_name_with_a_newline_is_one_line(tmp_path: Path, server: LocalServer, cl
 
 
 def test_regular_file_with_a_non_latin1_name_is_mirrored(
-        tmp_path: Path, server: LocalServer, client: Client, remote_dir: str, data_dir: Path,
-        fault_stats: FaultStats) -> None:
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     name, body = "Fe₂O₃ ✓ run.json", '{"sample": "Fe₂O₃"}'.encode()
     (data_dir / name).write_bytes(body)
     client.upload(data_dir / name, f"{remote_dir}/{name}")
     mirror = tmp_path / "mirror"
-    manifest = write_manifest(tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0],
-                              password=ALICE[1], subscribe=[{"name": "m", "root": remote_dir,
-                                                             "local": str(mirror)}])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        subscribe=[{"name": "m", "root": remote_dir, "local": str(mirror)}],
+    )
     fault_stats.fault("odd remote file name (not Latin-1)")
     daemon = Daemon(load_manifest(manifest))
     try:
@@ -326,31 +429,48 @@ def _vanishing_folder(data_dir: Path) -> None:
     _frames(data_dir / "stays.b2nd")
 
 
-def test_files_that_vanish_before_upload_in_the_daemon(tmp_path: Path, server: LocalServer,
-                                                        client: Client, remote_dir: str,
-                                                        data_dir: Path, vanishing: set[str],
-                                                        fault_stats: FaultStats) -> None:
+def test_files_that_vanish_before_upload_in_the_daemon(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    vanishing: set[str],
+    fault_stats: FaultStats,
+) -> None:
     """The moment is made certain by a hook on ``Client.upload`` (see ``vanishing``); the
     server is the real one."""
     _vanishing_folder(data_dir)
-    manifest = load_manifest(_upload_manifest(tmp_path, server, data_dir, remote_dir,
-                                              settle="0.2s"))
+    manifest = load_manifest(
+        _upload_manifest(tmp_path, server, data_dir, remote_dir, settle="0.2s")
+    )
     with running(manifest) as run:
-        wait_until(lambda: run.settled() and len(run.of(EventKind.UPLOADED)) == 2,
-                   message="the daemon to settle", state=run.describe)
+        wait_until(
+            lambda: run.settled() and len(run.of(EventKind.UPLOADED)) == 2,
+            message="the daemon to settle",
+            state=run.describe,
+        )
         fault_stats.fault("local file vanished between listing and upload", len(vanishing))
         assert vanishing == {"gone.json", "gone.b2nd"}
         assert run.daemon.state.pending() == []
-    tally = compare_remote(client, remote_dir, {"stays.json": data_dir / "stays.json",
-                                                "stays.b2nd": data_dir / "stays.b2nd"})
+    tally = compare_remote(
+        client,
+        remote_dir,
+        {"stays.json": data_dir / "stays.json", "stays.b2nd": data_dir / "stays.b2nd"},
+    )
     fault_stats.add(tally)
     assert tally.ok, tally.problems
 
 
-def test_files_that_vanish_before_upload_in_once(tmp_path: Path, server: LocalServer,
-                                                 client: Client, remote_dir: str,
-                                                 data_dir: Path, vanishing: set[str],
-                                                 fault_stats: FaultStats) -> None:
+def test_files_that_vanish_before_upload_in_once(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    vanishing: set[str],
+    fault_stats: FaultStats,
+) -> None:
     """As above, in ``cat2sync once``: a vanished file is nothing to send, not a failure
     and not a backlog that ``status`` shows for ever."""
     _vanishing_folder(data_dir)
@@ -369,8 +489,13 @@ def test_files_that_vanish_before_upload_in_once(tmp_path: Path, server: LocalSe
 
 
 def test_dtype_or_trailing_shape_change_is_a_whole_upload(
-        tmp_path: Path, server: LocalServer, client: Client, remote_dir: str, data_dir: Path,
-        fault_stats: FaultStats) -> None:
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     path = data_dir / "frames.b2nd"
     remote = f"{remote_dir}/frames.b2nd"
     base = np.arange(1000, dtype=np.float64).reshape(100, 10)
@@ -378,19 +503,42 @@ def test_dtype_or_trailing_shape_change_is_a_whole_upload(
     steps: list[tuple[str, np.ndarray, tuple[int, ...], EventKind]] = [
         ("grown", np.concatenate([base, base[:30] + 1000]), (25, 10), EventKind.APPENDED),
         # Same values, more rows, another dtype: appending would be cast by the server.
-        ("dtype", np.arange(1500, dtype=np.int64).reshape(150, 10), (25, 10),
-         EventKind.UPLOADED),
-        ("float32", np.arange(1600, dtype=np.float32).reshape(160, 10), (25, 10),
-         EventKind.UPLOADED),
-        ("trailing shape", np.arange(170 * 12, dtype=np.float32).reshape(170, 12), (25, 12),
-         EventKind.UPLOADED),
-        ("chunks", np.arange(180 * 12, dtype=np.float32).reshape(180, 12), (40, 12),
-         EventKind.UPLOADED),
-        ("rank", np.arange(190 * 12 * 2, dtype=np.float32).reshape(190, 12, 2), (40, 12, 2),
-         EventKind.UPLOADED),
-        ("grown again", np.concatenate([np.arange(190 * 12 * 2, dtype=np.float32).reshape(
-            190, 12, 2), np.ones((7, 12, 2), dtype=np.float32)]), (40, 12, 2),
-         EventKind.APPENDED),
+        ("dtype", np.arange(1500, dtype=np.int64).reshape(150, 10), (25, 10), EventKind.UPLOADED),
+        (
+            "float32",
+            np.arange(1600, dtype=np.float32).reshape(160, 10),
+            (25, 10),
+            EventKind.UPLOADED,
+        ),
+        (
+            "trailing shape",
+            np.arange(170 * 12, dtype=np.float32).reshape(170, 12),
+            (25, 12),
+            EventKind.UPLOADED,
+        ),
+        (
+            "chunks",
+            np.arange(180 * 12, dtype=np.float32).reshape(180, 12),
+            (40, 12),
+            EventKind.UPLOADED,
+        ),
+        (
+            "rank",
+            np.arange(190 * 12 * 2, dtype=np.float32).reshape(190, 12, 2),
+            (40, 12, 2),
+            EventKind.UPLOADED,
+        ),
+        (
+            "grown again",
+            np.concatenate(
+                [
+                    np.arange(190 * 12 * 2, dtype=np.float32).reshape(190, 12, 2),
+                    np.ones((7, 12, 2), dtype=np.float32),
+                ]
+            ),
+            (40, 12, 2),
+            EventKind.APPENDED,
+        ),
     ]
     array_file(path, base, chunks=(25, 10))
     with running(manifest) as run:
@@ -398,13 +546,18 @@ def test_dtype_or_trailing_shape_change_is_a_whole_upload(
         for label, data, chunks, kind in steps:
             seen = len(run.events)
             array_file(path, data, chunks=chunks)
-            wait_until(lambda s=seen: len(run.events) > s and run.settled(), timeout=60,
-                       message=f"the {label} change to ship", state=run.describe)
+            wait_until(
+                lambda s=seen: len(run.events) > s and run.settled(),
+                timeout=60,
+                message=f"the {label} change to ship",
+                state=run.describe,
+            )
             new = [e.kind for e in run.events[seen:]]
             assert new == [kind], (label, new)
             theirs = client.fetch(remote)
             assert theirs.dtype == data.dtype and theirs.shape == data.shape, label
             assert np.array_equal(theirs, local_array(path)), label
             fault_stats.add(compare_remote(client, remote_dir, {"frames.b2nd": path}))
-    fault_stats.fault("array changed dtype / trailing shape / chunks / rank between appends",
-                      len(steps) - 2)
+    fault_stats.fault(
+        "array changed dtype / trailing shape / chunks / rank between appends", len(steps) - 2
+    )

@@ -52,8 +52,17 @@ class Site:
     """A local folder uploaded to ``<remote>/up`` and ``<remote>/src`` mirrored into
     ``mirror``; the remote source is written by ``writer`` (straight to the server)."""
 
-    def __init__(self, tmp_path: Path, url: str, login: tuple[str, str], remote: str,
-                 writer: Client, *, timeout: str = "30s", rescan: str = "1h") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        url: str,
+        login: tuple[str, str],
+        remote: str,
+        writer: Client,
+        *,
+        timeout: str = "30s",
+        rescan: str = "1h",
+    ) -> None:
         self.data = tmp_path / "data"
         self.data.mkdir(exist_ok=True)
         self.mirror = tmp_path / "mirror"
@@ -64,13 +73,20 @@ class Site:
         self.rng = np.random.default_rng(7)
         self.truth: dict[str, bytes | np.ndarray] = {}
         self.path = write_manifest(
-            tmp_path / "cat2sync.toml", url=url, username=login[0], password=login[1],
+            tmp_path / "cat2sync.toml",
+            url=url,
+            username=login[0],
+            password=login[1],
             # No rescans by default: only the daemon's own retries bring failed files back.
-            server={"timeout": timeout}, daemon={"retry_max": "2s", "rescan": rescan},
-            uploads=[{"name": "up", "local": str(self.data), "remote": self.r_up,
-                      "settle": "0.2s"}],
-            subscribe=[{"name": "src", "root": self.r_src, "local": str(self.mirror),
-                        "every": "1s"}])
+            server={"timeout": timeout},
+            daemon={"retry_max": "2s", "rescan": rescan},
+            uploads=[
+                {"name": "up", "local": str(self.data), "remote": self.r_up, "settle": "0.2s"}
+            ],
+            subscribe=[
+                {"name": "src", "root": self.r_src, "local": str(self.mirror), "every": "1s"}
+            ],
+        )
 
     def manifest(self) -> Manifest:
         return load_manifest(self.path)
@@ -116,8 +132,13 @@ class Site:
             last[:] = [self.compare(client)]
             return last[0].ok
 
-        wait_until(done, timeout=CONVERGE, interval=0.5, message=f"convergence {what}",
-                   state=lambda: (last[0].problems[:4] if last else None, run.describe()))
+        wait_until(
+            done,
+            timeout=CONVERGE,
+            interval=0.5,
+            message=f"convergence {what}",
+            state=lambda: (last[0].problems[:4] if last else None, run.describe()),
+        )
         stats.add(last[0])
 
 
@@ -134,10 +155,9 @@ def _backlog(manifest: Path, *needles: str) -> dict[str, Any] | None:
 # -- the server itself goes away ---------------------------------------------------------
 
 
-
-def test_server_killed_mid_transfer_and_restarted(tmp_path: Path, own_server: LocalServer,
-                                                  remote_dir: str,
-                                                  fault_stats: FaultStats) -> None:
+def test_server_killed_mid_transfer_and_restarted(
+    tmp_path: Path, own_server: LocalServer, remote_dir: str, fault_stats: FaultStats
+) -> None:
     with Client(own_server.url, BOSS) as boss:
         site = Site(tmp_path, own_server.url, BOSS, remote_dir, boss)
         site.seed()
@@ -146,22 +166,34 @@ def test_server_killed_mid_transfer_and_restarted(tmp_path: Path, own_server: Lo
             # A big upload is under way when the server dies (SIGTERM, SIGKILL 10 ms later).
             sent = run.client.stats.bytes_sent
             (site.data / "big.bin").write_bytes(site.rng.bytes(48 * 2**20))
-            wait_until(lambda: run.client.stats.bytes_sent > sent + 4 * 2**20,
-                       timeout=CONVERGE, message="the big upload under way")
+            wait_until(
+                lambda: run.client.stats.bytes_sent > sent + 4 * 2**20,
+                timeout=CONVERGE,
+                message="the big upload under way",
+            )
             own_server.stop(timeout=0.01)
             fault_stats.fault("server killed mid-transfer, restarted after a pause")
             site.grow()
             site.note("while-down.json")
-            report = wait_until(lambda: _backlog(site.path, "connect"), timeout=CONVERGE,
-                                message="status showing the backlog and the error",
-                                state=lambda: status_json(site.path))
+            report = wait_until(
+                lambda: _backlog(site.path, "connect"),
+                timeout=CONVERGE,
+                message="status showing the backlog and the error",
+                state=lambda: status_json(site.path),
+            )
             assert report["up"]["pending"] >= 1
-            assert set(report["up"]["pending_files"]) <= {"big.bin", "frames.b2nd",
-                                                          "while-down.json"}
+            assert set(report["up"]["pending_files"]) <= {
+                "big.bin",
+                "frames.b2nd",
+                "while-down.json",
+            }
             assert "\n" not in report["up"]["last_error"]
             pending = {p.relpath: p for p in run.daemon.state.pending("up")}
-            wait_until(lambda: any(p.attempts >= 2 for p in run.daemon.state.pending("up")),
-                       timeout=CONVERGE, message="a second attempt (a retry)")
+            wait_until(
+                lambda: any(p.attempts >= 2 for p in run.daemon.state.pending("up")),
+                timeout=CONVERGE,
+                message="a second attempt (a retry)",
+            )
             assert pending  # the persistent queue holds them
             time.sleep(2.0)  # the pause
             own_server.start()  # same port, same data
@@ -180,35 +212,46 @@ def proxy(server: LocalServer) -> Iterator[FaultProxy]:
         yield p
 
 
-def test_503_and_dropped_connections(tmp_path: Path, proxy: FaultProxy, client: Client,
-                                     remote_dir: str, fault_stats: FaultStats) -> None:
+def test_503_and_dropped_connections(
+    tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     """Uses the fault proxy: first every request is answered 503, then every connection is
     reset; each time the daemon keeps the backlog, reports it, and catches up after."""
     site = Site(tmp_path, proxy.url, ALICE, remote_dir, client)
     site.seed()
     with running(site.manifest()) as run:
         site.converge(client, run, fault_stats, "at the start")
-        for mode, needle, label in (("503", "503", "HTTP 503 from the server (proxy)"),
-                                    ("drop", "connect", "connection reset (proxy)")):
+        for mode, needle, label in (
+            ("503", "503", "HTTP 503 from the server (proxy)"),
+            ("drop", "connect", "connection reset (proxy)"),
+        ):
             failed = len(run.of(EventKind.FAILED))
             proxy.set_mode(mode)
             site.grow()
             site.note(f"during-{mode}.json")
             site.append_remote()
-            report = wait_until(lambda n=needle: _backlog(site.path, n), timeout=CONVERGE,
-                                message=f"status showing the backlog during {mode}",
-                                state=lambda: status_json(site.path))
+            report = wait_until(
+                lambda n=needle: _backlog(site.path, n),
+                timeout=CONVERGE,
+                message=f"status showing the backlog during {mode}",
+                state=lambda: status_json(site.path),
+            )
             assert "\n" not in report["up"]["last_error"]
-            wait_until(lambda f=failed: len(run.of(EventKind.FAILED)) >= f + 2,
-                       timeout=CONVERGE, message="retries", state=run.describe)
+            wait_until(
+                lambda f=failed: len(run.of(EventKind.FAILED)) >= f + 2,
+                timeout=CONVERGE,
+                message="retries",
+                state=run.describe,
+            )
             proxy.set_mode("pass")
             fault_stats.fault(label, proxy.injected[mode])
             site.converge(client, run, fault_stats, f"after the {mode} outage")
         assert status_json(site.path)["rules"]["up"]["pending"] == 0
 
 
-def test_slow_server_beyond_the_timeout(tmp_path: Path, proxy: FaultProxy, client: Client,
-                                        remote_dir: str, fault_stats: FaultStats) -> None:
+def test_slow_server_beyond_the_timeout(
+    tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     """Uses the fault proxy: every answer is held 8 s while the manifest's timeout is 1 s,
     so quick requests (list, info) time out and are retried; then the server is fast
     again and the daemon catches up."""
@@ -220,22 +263,25 @@ def test_slow_server_beyond_the_timeout(tmp_path: Path, proxy: FaultProxy, clien
         proxy.set_mode("stall")
         site.grow()  # an append starts with the remote shape: a quick request
         site.append_remote()
-        report = wait_until(lambda: _backlog(site.path, "in time"), timeout=CONVERGE,
-                            message="status showing the timeouts",
-                            state=lambda: status_json(site.path))
+        report = wait_until(
+            lambda: _backlog(site.path, "in time"),
+            timeout=CONVERGE,
+            message="status showing the timeouts",
+            state=lambda: status_json(site.path),
+        )
         for rule in ("up", "src"):
             assert "\n" not in (report[rule]["last_error"] or ""), report[rule]
         proxy.release()
-        fault_stats.fault("server slower than the client timeout (proxy)",
-                          proxy.injected["stall"])
+        fault_stats.fault("server slower than the client timeout (proxy)", proxy.injected["stall"])
         site.converge(client, run, fault_stats, "after the stall")
 
 
 # -- a request applied, its answer lost ----------------------------------------------------
 
 
-def test_lost_responses_duplicate_nothing(tmp_path: Path, proxy: FaultProxy, client: Client,
-                                          remote_dir: str, fault_stats: FaultStats) -> None:
+def test_lost_responses_duplicate_nothing(
+    tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     """Uses the fault proxy: it forwards an append (then an upload, then a move) to the
     server, which applies it, and resets the connection instead of returning the answer.
     The retry reads the remote shape first: no row is sent twice."""
@@ -248,23 +294,30 @@ def test_lost_responses_duplicate_nothing(tmp_path: Path, proxy: FaultProxy, cli
             failed = len(run.of(EventKind.FAILED))
             proxy.inject("lose-response", method="POST", path="/api/append/")
             site.grow(rows)
-            wait_until(lambda f=failed: len(run.of(EventKind.FAILED)) > f, timeout=CONVERGE,
-                       message="the failure the client saw", state=run.describe)
+            wait_until(
+                lambda f=failed: len(run.of(EventKind.FAILED)) > f,
+                timeout=CONVERGE,
+                message="the failure the client saw",
+                state=run.describe,
+            )
             fault_stats.fault("append applied, answer lost (proxy)")
             site.converge(client, run, fault_stats, f"after a lost append of {rows} rows")
             assert proxy.count("POST", "/api/append/") == appends + 1  # never re-sent
         for step in ("/api/upload/", "/api/move/"):
             proxy.inject("lose-response", method="POST", path=step)
             site.note(f"lost-{step.strip('/').split('/')[-1]}.json")
-            wait_until(lambda: proxy.pending_rules() == 0, timeout=CONVERGE,
-                       message=f"the lost {step} answer")
+            wait_until(
+                lambda: proxy.pending_rules() == 0,
+                timeout=CONVERGE,
+                message=f"the lost {step} answer",
+            )
             fault_stats.fault(f"{step.strip('/').split('/')[-1]} applied, answer lost (proxy)")
             site.converge(client, run, fault_stats, f"after a lost {step} answer")
 
 
 def test_temporary_whose_cleanup_failed_goes_without_a_restart(
-        tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str,
-        fault_stats: FaultStats) -> None:
+    tmp_path: Path, proxy: FaultProxy, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     """Uses the fault proxy: the move of an uploaded temporary is dropped and the removal
     of that temporary answered 503; the retry succeeds. Readers list the folder, so
     the old temporary must go too, without waiting for the next start."""
@@ -276,10 +329,21 @@ def test_temporary_whose_cleanup_failed_goes_without_a_restart(
         proxy.inject("503", method="POST", path="/api/remove/")
         site.note("second.json")
         fault_stats.fault("move dropped, clean-up answered 503 (proxy)")
-        wait_until(lambda: proxy.pending_rules() == 0 and run.settled()
-                   and run.of(EventKind.UPLOADED, "second.json"),
-                   timeout=CONVERGE, message="the retried upload", state=run.describe)
+        wait_until(
+            lambda: (
+                proxy.pending_rules() == 0
+                and run.settled()
+                and run.of(EventKind.UPLOADED, "second.json")
+            ),
+            timeout=CONVERGE,
+            message="the retried upload",
+            state=run.describe,
+        )
         # Then a few seconds (a rescan or two) for the old temporary to go.
-        wait_until(lambda: site.compare(client).ok, timeout=10, interval=0.5,
-                   message="the old temporary to go",
-                   state=lambda: site.compare(client).problems)
+        wait_until(
+            lambda: site.compare(client).ok,
+            timeout=10,
+            interval=0.5,
+            message="the old temporary to go",
+            state=lambda: site.compare(client).problems,
+        )

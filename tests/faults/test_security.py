@@ -59,11 +59,20 @@ CANARY = "c2s-Canary#pw-4d7f1e"
 WRONG = "c2s-WrongCanary#pw-93be"
 
 
-def _run(*args: str, env: dict[str, str], umask: int | None = None,
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cat2sync", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False,
-                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+def _run(
+    *args: str,
+    env: dict[str, str],
+    umask: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cat2sync", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
 
 
 def _closed_port() -> int:
@@ -91,9 +100,13 @@ def _assert_clean(texts: list[str], *secrets: str) -> None:
     assert not jwts, jwts[0][-2000:]
 
 
-def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
-                                          canary: tuple[str, str], data_dir: Path,
-                                          fault_stats: FaultStats) -> None:
+def test_password_and_cookie_never_appear(
+    tmp_path: Path,
+    server: LocalServer,
+    canary: tuple[str, str],
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     email, password = canary
     remote = f"@personal/sec-{uuid.uuid4().hex[:6]}"
     with Client(server.url, canary) as own:  # remote content for a subscription
@@ -102,25 +115,44 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     array_file(data_dir / "frames.b2nd", np.arange(200.0).reshape(20, 10), chunks=(5, 10))
     (data_dir / "broken.b2nd").write_bytes(b"b2frame, but cut short")  # an error to report
     rules: dict[str, Any] = {
-        "uploads": [{"name": "up", "local": str(data_dir), "remote": f"{remote}/up",
-                     "settle": "0.2s"}],
-        "subscribe": [{"name": "down", "root": f"{remote}/src", "local": str(tmp_path / "m"),
-                       "every": "1s"}]}
+        "uploads": [
+            {"name": "up", "local": str(data_dir), "remote": f"{remote}/up", "settle": "0.2s"}
+        ],
+        "subscribe": [
+            {"name": "down", "root": f"{remote}/src", "local": str(tmp_path / "m"), "every": "1s"}
+        ],
+    }
     env = cli_env(C2S_SEC_PW=password, C2S_SEC_WRONG=WRONG)
-    by_env = write_manifest(tmp_path / "env.toml", url=server.url, username=email,
-                            password="${C2S_SEC_PW}", **rules)
+    by_env = write_manifest(
+        tmp_path / "env.toml", url=server.url, username=email, password="${C2S_SEC_PW}", **rules
+    )
     secret_file = tmp_path / "pw.txt"
     secret_file.write_text(password + "\n")
     secret_file.chmod(0o600)
     (tmp_path / "f").mkdir()
-    by_file = write_manifest(tmp_path / "f" / "file.toml", url=server.url, username=email,
-                             server={"password_file": str(secret_file)}, **rules)
+    by_file = write_manifest(
+        tmp_path / "f" / "file.toml",
+        url=server.url,
+        username=email,
+        server={"password_file": str(secret_file)},
+        **rules,
+    )
     (tmp_path / "w").mkdir()
-    wrong = write_manifest(tmp_path / "w" / "wrong.toml", url=server.url, username=email,
-                           password="${C2S_SEC_WRONG}", **rules)
+    wrong = write_manifest(
+        tmp_path / "w" / "wrong.toml",
+        url=server.url,
+        username=email,
+        password="${C2S_SEC_WRONG}",
+        **rules,
+    )
     (tmp_path / "d").mkdir()
-    down = write_manifest(tmp_path / "d" / "down.toml", url=f"http://127.0.0.1:{_closed_port()}",
-                          username=email, password="${C2S_SEC_PW}", **rules)
+    down = write_manifest(
+        tmp_path / "d" / "down.toml",
+        url=f"http://127.0.0.1:{_closed_port()}",
+        username=email,
+        password="${C2S_SEC_PW}",
+        **rules,
+    )
     texts: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -132,8 +164,7 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     assert run("--log-level", "debug", "once", str(by_env)).returncode == 1  # broken.b2nd
     assert run("status", "--json", str(by_env)).returncode == 0
     assert run("status", str(by_env)).returncode == 0
-    assert run("--log-level", "debug", "--log-format", "json", "once",
-               str(by_file)).returncode == 1
+    assert run("--log-level", "debug", "--log-format", "json", "once", str(by_file)).returncode == 1
     failed = run("--log-level", "debug", "once", str(wrong))
     assert failed.returncode == 1 and "wrong username or password" in failed.stderr
     failed = run("--log-level", "debug", "once", str(down))
@@ -144,13 +175,17 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     # The daemon itself, briefly, at debug level in both log formats.
     for fmt in ("text", "json"):
         log = tmp_path / f"run-{fmt}.log"
-        with daemon_process(by_env, log, env=env,
-                            args=["--log-level", "debug", "--log-format", fmt]) as proc:
+        with daemon_process(
+            by_env, log, env=env, args=["--log-level", "debug", "--log-format", fmt]
+        ) as proc:
             proc.wait_ready()
             (data_dir / f"during-{fmt}.json").write_text("{}")
             with Client(server.url, canary) as own:
-                wait_until(lambda f=fmt, c=own: f"during-{f}.json" in remote_files(
-                    c, f"{remote}/up"), timeout=CONVERGE, message="an upload while running")
+                wait_until(
+                    lambda f=fmt, c=own: f"during-{f}.json" in remote_files(c, f"{remote}/up"),
+                    timeout=CONVERGE,
+                    message="an upload while running",
+                )
             assert proc.stop() == 0
         texts.append(log.read_text())
 
@@ -169,14 +204,18 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        daemon = Daemon(load_manifest(by_env, env={"C2S_SEC_PW": password}),
-                        emit=events.append)
+        daemon = Daemon(load_manifest(by_env, env={"C2S_SEC_PW": password}), emit=events.append)
         try:
             daemon.once()
             client = daemon.clients["default"]
             cookie = client._t._http.cookies.get("c2subauth")  # the login cookie
-            texts += [repr(daemon.manifest), repr(client), repr(daemon.clients),
-                      str(daemon.server_urls), repr(client._t.credentials)]
+            texts += [
+                repr(daemon.manifest),
+                repr(client),
+                repr(daemon.clients),
+                str(daemon.server_urls),
+                repr(client._t.credentials),
+            ]
         finally:
             daemon.close()
     finally:
@@ -185,8 +224,7 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     assert cookie and len(cookie) > 40
     texts += [e.describe() for e in events] + [repr(e) for e in events] + records
     errors: list[Cat2Error] = []
-    for url, auth in ((server.url, (email, WRONG)),
-                      (f"http://127.0.0.1:{_closed_port()}", canary)):
+    for url, auth in ((server.url, (email, WRONG)), (f"http://127.0.0.1:{_closed_port()}", canary)):
         with pytest.raises(Cat2Error) as info:
             Client(url, auth, retries=0)
         errors.append(info.value)
@@ -195,14 +233,14 @@ def test_password_and_cookie_never_appear(tmp_path: Path, server: LocalServer,
     texts += [f"{e} {e!r} {e.args}" for e in errors]
     # Nothing in the state folders either (the database, the lock, scratch files).
     for state in (tmp_path / "state", tmp_path / "f" / "state"):
-        texts += [p.read_bytes().decode(errors="replace") for p in state.rglob("*")
-                  if p.is_file()]
+        texts += [p.read_bytes().decode(errors="replace") for p in state.rglob("*") if p.is_file()]
 
     _assert_clean(texts, password, WRONG, cookie)
 
 
-def test_state_folder_and_secret_files_are_owner_only(tmp_path: Path,
-                                                      fault_stats: FaultStats) -> None:
+def test_state_folder_and_secret_files_are_owner_only(
+    tmp_path: Path, fault_stats: FaultStats
+) -> None:
     """An embedded server (no ``[server]`` table), under umask 000, with the state folder
     created beforehand as 0o755."""
     data = tmp_path / "data"
@@ -211,9 +249,11 @@ def test_state_folder_and_secret_files_are_owner_only(tmp_path: Path,
     state = tmp_path / "state"
     state.mkdir(mode=0o755)
     state.chmod(0o755)
-    manifest = write_manifest(tmp_path / "cat2sync.toml", url=None,
-                              uploads=[{"name": "up", "local": str(data),
-                                        "remote": "@personal/x", "settle": "0s"}])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=None,
+        uploads=[{"name": "up", "local": str(data), "remote": "@personal/x", "settle": "0s"}],
+    )
     done = _run("once", str(manifest), env=cli_env(), umask=0)
     assert done.returncode == 0, done.stderr
     fault_stats.fault("permissive umask 000 (permissions check)")
@@ -227,8 +267,12 @@ def test_state_folder_and_secret_files_are_owner_only(tmp_path: Path,
 
     assert mode(state) == 0o700
     assert mode(home) == 0o700
-    holders = [p for p in state.rglob("*") if p.is_file()
-               and (password.encode() in p.read_bytes() or secret.encode() in p.read_bytes())]
+    holders = [
+        p
+        for p in state.rglob("*")
+        if p.is_file()
+        and (password.encode() in p.read_bytes() or secret.encode() in p.read_bytes())
+    ]
     assert sorted(p.name for p in holders) == ["password", "secret"]
     for path in holders:
         assert mode(path) == 0o600, (path, oct(mode(path)))
@@ -253,52 +297,96 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cat2sync test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     paths[0].write_bytes(ca.public_bytes(pem))
     paths[1].write_bytes(cert.public_bytes(pem))
-    paths[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths
 
 
 def _certificates_openssl(folder: Path) -> tuple[Path, Path, Path]:
     """A self-signed certificate for 127.0.0.1 (its own CA bundle), with openssl(1)."""
     if shutil.which("openssl") is None:
-        pytest.skip("neither the cryptography package nor the openssl command is available "
-                    "to make a test certificate")
+        pytest.skip(
+            "neither the cryptography package nor the openssl command is available "
+            "to make a test certificate"
+        )
     cert, key = folder / "server.pem", folder / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, cert, key
 
 
@@ -312,9 +400,14 @@ def tls_proxy(tmp_path: Path, server: LocalServer) -> Iterator[tuple[FaultProxy,
         yield proxy, ca
 
 
-def test_tls_is_verified_by_default(tmp_path: Path, tls_proxy: tuple[FaultProxy, Path],
-                                    data_dir: Path, client: Client, remote_dir: str,
-                                    fault_stats: FaultStats) -> None:
+def test_tls_is_verified_by_default(
+    tmp_path: Path,
+    tls_proxy: tuple[FaultProxy, Path],
+    data_dir: Path,
+    client: Client,
+    remote_dir: str,
+    fault_stats: FaultStats,
+) -> None:
     """Uses the fault proxy to terminate TLS (with a certificate from a private CA) in
     front of the real server."""
     proxy, ca = tls_proxy
@@ -327,15 +420,26 @@ def test_tls_is_verified_by_default(tmp_path: Path, tls_proxy: tuple[FaultProxy,
     # The same through the daemon: refused by default, accepted with `verify = CA bundle`.
     (data_dir / "a.json").write_text('{"tls": true}')
     rules = [{"name": "up", "local": str(data_dir), "remote": remote_dir, "settle": "0s"}]
-    refused = write_manifest(tmp_path / "refused.toml", url=proxy.url, username=ALICE[0],
-                             password=ALICE[1], uploads=rules)
+    refused = write_manifest(
+        tmp_path / "refused.toml",
+        url=proxy.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        uploads=rules,
+    )
     done = _run("once", str(refused), env=cli_env())
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "certificate" in lines[0].lower(), done.stderr
     (tmp_path / "ok").mkdir()
-    trusted = write_manifest(tmp_path / "ok" / "trusted.toml", url=proxy.url, username=ALICE[0],
-                             password=ALICE[1], uploads=rules, server={"verify": str(ca)})
+    trusted = write_manifest(
+        tmp_path / "ok" / "trusted.toml",
+        url=proxy.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        uploads=rules,
+        server={"verify": str(ca)},
+    )
     done = _run("once", str(trusted), env=cli_env())
     assert done.returncode == 0, done.stderr
     tally = compare_remote(client, remote_dir, {"a.json": data_dir / "a.json"})
@@ -346,9 +450,14 @@ def test_tls_is_verified_by_default(tmp_path: Path, tls_proxy: tuple[FaultProxy,
 # -- symlinks -----------------------------------------------------------------------------
 
 
-def test_symlinks_leaving_the_tree(tmp_path: Path, server: LocalServer, client: Client,
-                                   remote_dir: str, data_dir: Path,
-                                   fault_stats: FaultStats) -> None:
+def test_symlinks_leaving_the_tree(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     outside = tmp_path / "outside"
     (outside / "dir").mkdir(parents=True)
     (outside / "secret.json").write_text('{"outside": "the tree"}')
@@ -363,11 +472,21 @@ def test_symlinks_leaving_the_tree(tmp_path: Path, server: LocalServer, client: 
 
     def once(name: str, **rule: Any) -> list[str]:
         (tmp_path / name).mkdir()
-        manifest = write_manifest(tmp_path / name / "cat2sync.toml", url=server.url,
-                                  username=ALICE[0], password=ALICE[1],
-                                  uploads=[{"name": "up", "local": str(data_dir),
-                                            "remote": f"{remote_dir}/{name}", "settle": "0s",
-                                            **rule}])
+        manifest = write_manifest(
+            tmp_path / name / "cat2sync.toml",
+            url=server.url,
+            username=ALICE[0],
+            password=ALICE[1],
+            uploads=[
+                {
+                    "name": "up",
+                    "local": str(data_dir),
+                    "remote": f"{remote_dir}/{name}",
+                    "settle": "0s",
+                    **rule,
+                }
+            ],
+        )
         daemon = Daemon(load_manifest(manifest))
         try:
             assert daemon.once() == 0
@@ -378,27 +497,53 @@ def test_symlinks_leaving_the_tree(tmp_path: Path, server: LocalServer, client: 
     assert once("default") == ["inside.json", "sub/nested.json"]
     # Followed on request: into files anywhere, into folders only inside the tree.
     assert once("follow", follow_symlinks=True) == [
-        "inside.json", "link-in.json", "link-out.json", "sub/nested.json"]
-    tally = compare_remote(client, f"{remote_dir}/follow", {
-        "inside.json": data_dir / "inside.json", "link-in.json": data_dir / "inside.json",
-        "link-out.json": outside / "secret.json", "sub/nested.json": data_dir / "sub/nested.json"})
+        "inside.json",
+        "link-in.json",
+        "link-out.json",
+        "sub/nested.json",
+    ]
+    tally = compare_remote(
+        client,
+        f"{remote_dir}/follow",
+        {
+            "inside.json": data_dir / "inside.json",
+            "link-in.json": data_dir / "inside.json",
+            "link-out.json": outside / "secret.json",
+            "sub/nested.json": data_dir / "sub/nested.json",
+        },
+    )
     fault_stats.add(tally)
     assert tally.ok, tally.problems
 
 
-def test_symlink_loop_inside_the_tree(tmp_path: Path, server: LocalServer, client: Client,
-                                      remote_dir: str, data_dir: Path,
-                                      fault_stats: FaultStats) -> None:
+def test_symlink_loop_inside_the_tree(
+    tmp_path: Path,
+    server: LocalServer,
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    fault_stats: FaultStats,
+) -> None:
     (data_dir / "a.json").write_text('{"a": 1}')
     (data_dir / "sub").mkdir()
     (data_dir / "sub" / "b.json").write_text('{"b": 1}')
     (data_dir / "sub" / "up").symlink_to("..", target_is_directory=True)  # a loop
     fault_stats.fault("symlink loop inside the watched tree")
-    manifest = write_manifest(tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0],
-                              password=ALICE[1],
-                              uploads=[{"name": "up", "local": str(data_dir),
-                                        "remote": remote_dir, "settle": "0s",
-                                        "follow_symlinks": True}])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        uploads=[
+            {
+                "name": "up",
+                "local": str(data_dir),
+                "remote": remote_dir,
+                "settle": "0s",
+                "follow_symlinks": True,
+            }
+        ],
+    )
     daemon = Daemon(load_manifest(manifest))
     try:
         assert daemon.once() == 0

@@ -58,6 +58,8 @@ pytestmark = pytest.mark.faults
 
 KINDS = ("upload", "append", "download", "state write")
 COLS = 50
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -100,8 +102,9 @@ class Instruments:
         self.big_local()
 
     def note(self, j: int) -> None:
-        body = json.dumps({"note": j, "noise": self.rng.random(),
-                           "pad": "x" * self.rng.randint(10, 3000)}).encode()
+        body = json.dumps(
+            {"note": j, "noise": self.rng.random(), "pad": "x" * self.rng.randint(10, 3000)}
+        ).encode()
         self.local_versions.add(_digest(body))
         path = self.up / "notes" / f"n{j:02d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,12 +117,16 @@ class Instruments:
 
     def run_file(self) -> None:
         rows = self.rng.randint(100, 3000)
-        array_file(self.up / "runs" / f"r{self.rng.randrange(4)}.b2nd", _ints(self.data, rows),
-                   chunks=(self.rng.choice([64, 100, 250]), COLS))
+        array_file(
+            self.up / "runs" / f"r{self.rng.randrange(4)}.b2nd",
+            _ints(self.data, rows),
+            chunks=(self.rng.choice([64, 100, 250]), COLS),
+        )
 
     def grow(self) -> None:
-        grow_b2nd(self.up / f"arr{self.rng.randrange(3)}.b2nd",
-                  _ints(self.data, self.rng.randint(5, 120)))
+        grow_b2nd(
+            self.up / f"arr{self.rng.randrange(3)}.b2nd", _ints(self.data, self.rng.randint(5, 120))
+        )
 
     def rename_or_delete(self) -> None:
         notes = sorted((self.up / "notes").glob("n*.json"))
@@ -178,12 +185,15 @@ class Instruments:
         the trial is about uploads or downloads."""
         self._stop.clear()
         local: list[tuple[float, Callable[[], None]]] = {
-            "upload": [(3, self.big_local), (3, self.run_file), (2, self.any_note),
-                       (1, self.grow)],
+            "upload": [(3, self.big_local), (3, self.run_file), (2, self.any_note), (1, self.grow)],
             "append": [(6, self.grow), (1, self.any_note)],
             "download": [(1, self.grow), (1, self.any_note)],
-            "state write": [(4, self.any_note), (3, self.rename_or_delete), (2, self.grow),
-                            (1, self.run_file)],
+            "state write": [
+                (4, self.any_note),
+                (3, self.rename_or_delete),
+                (2, self.grow),
+                (1, self.run_file),
+            ],
         }[kind]
         remote: list[tuple[float, Callable[[], None]]] = {
             "download": [(3, self.big_remote), (3, self.append_remote), (2, self.any_doc)],
@@ -191,10 +201,12 @@ class Instruments:
         first_local = self.big_local if kind == "upload" else None
         first_remote = self.big_remote if kind == "download" else None
         self._threads = [
-            threading.Thread(target=self._loop, args=(local, 0.1, 0.4, warmup, first_local),
-                             daemon=True),
-            threading.Thread(target=self._loop, args=(remote, 0.2, 0.6, warmup, first_remote),
-                             daemon=True),
+            threading.Thread(
+                target=self._loop, args=(local, 0.1, 0.4, warmup, first_local), daemon=True
+            ),
+            threading.Thread(
+                target=self._loop, args=(remote, 0.2, 0.6, warmup, first_remote), daemon=True
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -205,8 +217,14 @@ class Instruments:
     def any_doc(self) -> None:
         self.doc(self.rng.randrange(5))
 
-    def _loop(self, actions: list[tuple[float, Callable[[], None]]], low: float, high: float,
-              warmup: float, first: Callable[[], None] | None) -> None:
+    def _loop(
+        self,
+        actions: list[tuple[float, Callable[[], None]]],
+        low: float,
+        high: float,
+        warmup: float,
+        first: Callable[[], None] | None,
+    ) -> None:
         weights = [w for w, _ in actions]
         funcs = [f for _, f in actions]
         deadline = time.monotonic() + warmup
@@ -234,8 +252,12 @@ class Watchdog(threading.Thread):
     written) and in the server's storage of the upload folder (every regular file
     decodes to a version the local instrument wrote)."""
 
-    def __init__(self, mirrors: dict[Path, set[str]], stored: Callable[[], Path | None],
-                 stored_versions: set[str]) -> None:
+    def __init__(
+        self,
+        mirrors: dict[Path, set[str]],
+        stored: Callable[[], Path | None],
+        stored_versions: set[str],
+    ) -> None:
         super().__init__(name="watchdog", daemon=True)
         self.mirrors = mirrors
         self.stored = stored
@@ -280,8 +302,10 @@ class Watchdog(threading.Thread):
                     return  # replaced while it was read: the new one is checked next time
             except OSError:
                 return  # removed while it was read
-            self.violations.append(f"{'server:' if stored else path.parent.name}/{rel}: "
-                                   f"{exc.__class__.__name__}: {exc}")
+            self.violations.append(
+                f"{'server:' if stored else path.parent.name}/{rel}: "
+                f"{exc.__class__.__name__}: {exc}"
+            )
             return
         self._seen[path] = key
         self.checked += 1
@@ -304,15 +328,20 @@ class Trigger:
 
     def arm(self, kind: str) -> Callable[[], bool]:
         if kind == "upload":
+
             def upload() -> bool:
                 stored = self._stored()
                 return stored is not None and any(stored.rglob(".cat2sync-*"))
+
             return upload
         if kind == "append":
+
             def sizes() -> list[int]:
                 stored = self._stored()
-                return [p.stat().st_size for p in sorted(stored.glob("arr*.b2nd"))] if stored \
-                    else []
+                return (
+                    [p.stat().st_size for p in sorted(stored.glob("arr*.b2nd"))] if stored else []
+                )
+
             before = sizes()
             return lambda: sizes() != before
         if kind == "download":
@@ -326,6 +355,7 @@ class Trigger:
             except FileNotFoundError:
                 return None
             return st.st_mtime_ns, st.st_size
+
         first = stamp()
         return lambda: stamp() != first
 
@@ -334,8 +364,11 @@ JITTER = {"upload": 0.004, "append": 0.005, "download": 0.02, "state write": 0.0
 
 
 @contextlib.contextmanager
-def _scenario(tmp_path: Path, server: LocalServer, remote_dir: str,
-              ) -> Iterator[tuple[Instruments, Path, Path, Path]]:
+def _scenario(
+    tmp_path: Path,
+    server: LocalServer,
+    remote_dir: str,
+) -> Iterator[tuple[Instruments, Path, Path, Path]]:
     up, mirror_src, mirror_up = tmp_path / "up", tmp_path / "mirror-src", tmp_path / "mirror-up"
     r_up, r_src = f"{remote_dir}/up", f"{remote_dir}/src"
     instruments = Instruments(tmp_path, server, r_src, SEED)
@@ -343,22 +376,47 @@ def _scenario(tmp_path: Path, server: LocalServer, remote_dir: str,
         instruments.seed_local()
         instruments.seed_remote()
         manifest = write_manifest(
-            tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0], password=ALICE[1],
+            tmp_path / "cat2sync.toml",
+            url=server.url,
+            username=ALICE[0],
+            password=ALICE[1],
             daemon={"rescan": "5s", "retry_max": "2s"},
-            uploads=[{"name": "up", "local": str(up), "remote": r_up, "settle": "0.2s",
-                      "exclude": ["**/~*"], "delete": True, "max_delete": 1.0}],
-            subscribe=[{"name": "src", "root": r_src, "local": str(mirror_src), "every": "1s"},
-                       {"name": "roundtrip", "root": r_up, "local": str(mirror_up),
-                        "every": "1s", "delete": True, "max_delete": 1.0}])
+            uploads=[
+                {
+                    "name": "up",
+                    "local": str(up),
+                    "remote": r_up,
+                    "settle": "0.2s",
+                    "exclude": ["**/~*"],
+                    "delete": True,
+                    "max_delete": 1.0,
+                }
+            ],
+            subscribe=[
+                {"name": "src", "root": r_src, "local": str(mirror_src), "every": "1s"},
+                {
+                    "name": "roundtrip",
+                    "root": r_up,
+                    "local": str(mirror_up),
+                    "every": "1s",
+                    "delete": True,
+                    "max_delete": 1.0,
+                },
+            ],
+        )
         yield instruments, manifest, mirror_src, mirror_up
     finally:
         instruments.close()
 
 
-def _compare(client: Client, instruments: Instruments, r_up: str, mirror_src: Path,
-             mirror_up: Path) -> Tally:
-    source = {rel: path for rel, path in local_files(instruments.up).items()
-              if not rel.startswith("~") and "/~" not in rel}
+def _compare(
+    client: Client, instruments: Instruments, r_up: str, mirror_src: Path, mirror_up: Path
+) -> Tally:
+    source = {
+        rel: path
+        for rel, path in local_files(instruments.up).items()
+        if not rel.startswith("~") and "/~" not in rel
+    }
     tally = compare_remote(client, r_up, source)
     if tally.problems:
         return tally  # not converged yet: the rest would only cost time
@@ -368,8 +426,15 @@ def _compare(client: Client, instruments: Instruments, r_up: str, mirror_src: Pa
     return tally
 
 
-def _converge(client: Client, instruments: Instruments, r_up: str, mirror_src: Path,
-              mirror_up: Path, stats: FaultStats, what: str) -> None:
+def _converge(
+    client: Client,
+    instruments: Instruments,
+    r_up: str,
+    mirror_src: Path,
+    mirror_up: Path,
+    stats: FaultStats,
+    what: str,
+) -> None:
     """Wait until everything compares equal; the last comparison goes into the tally."""
     last: list[Tally] = []
 
@@ -378,23 +443,30 @@ def _converge(client: Client, instruments: Instruments, r_up: str, mirror_src: P
         return last[0].ok
 
     try:
-        wait_until(converged, timeout=CONVERGE, interval=1.0, message=f"convergence {what}",
-                   state=lambda: last[0].problems[:5] if last else None)
+        wait_until(
+            converged,
+            timeout=CONVERGE,
+            interval=1.0,
+            message=f"convergence {what}",
+            state=lambda: last[0].problems[:5] if last else None,
+        )
     finally:
         if last:
             stats.add(last[0])
 
 
 @pytest.mark.timeout(max(300, 120 + 30 * TRIALS))  # about 4 s a trial, generous for load
-def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, remote_dir: str,
-                        fault_stats: FaultStats) -> None:
+def test_sigkill_trials(
+    tmp_path: Path, server: LocalServer, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     rng = random.Random(SEED)
     r_up = f"{remote_dir}/up"
-    with _scenario(tmp_path, server, remote_dir) as (instruments, manifest, mirror_src,
-                                                    mirror_up):
-        watchdog = Watchdog({mirror_src: instruments.remote_versions,
-                             mirror_up: instruments.local_versions},
-                            lambda: server_storage(server, r_up), instruments.local_versions)
+    with _scenario(tmp_path, server, remote_dir) as (instruments, manifest, mirror_src, mirror_up):
+        watchdog = Watchdog(
+            {mirror_src: instruments.remote_versions, mirror_up: instruments.local_versions},
+            lambda: server_storage(server, r_up),
+            instruments.local_versions,
+        )
         trigger = Trigger(tmp_path, server, r_up)
         proc = DaemonProcess(manifest, tmp_path / "daemon.log").start()
         watchdog.start()
@@ -416,21 +488,33 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
                     time.sleep(rng.uniform(0.0, JITTER[kind]))
                     how = "once under way" if seen else "at a random moment (not observed)"
                 proc.kill()
-                fault_stats.fault(f"SIGKILL during {kind}" if how == "once under way"
-                                  else f"SIGKILL at a random moment ({kind} workload)")
+                fault_stats.fault(
+                    f"SIGKILL during {kind}"
+                    if how == "once under way"
+                    else f"SIGKILL at a random moment ({kind} workload)"
+                )
                 fault_stats.trials += 1
                 time.sleep(rng.uniform(0.0, 0.5))  # the instruments carry on meanwhile
                 instruments.stop()
                 killed = time.monotonic()
                 leftovers = mirror_temporaries(mirror_src, mirror_up)
-                log.append(f"trial {trial}: SIGKILL during {kind} {how} after "
-                           f"{killed - began:.1f} s; {dict(instruments.actions)}; "
-                           f"mirror temporaries {leftovers}")
+                log.append(
+                    f"trial {trial}: SIGKILL during {kind} {how} after "
+                    f"{killed - began:.1f} s; {dict(instruments.actions)}; "
+                    f"mirror temporaries {leftovers}"
+                )
                 instruments.actions.clear()
                 proc.start()
                 proc.wait_ready()
-                _converge(client, instruments, r_up, mirror_src, mirror_up, fault_stats,
-                          f"after trial {trial} ({kind})")
+                _converge(
+                    client,
+                    instruments,
+                    r_up,
+                    mirror_src,
+                    mirror_up,
+                    fault_stats,
+                    f"after trial {trial} ({kind})",
+                )
                 log[-1] += f"; converged {time.monotonic() - killed:.1f} s after the kill"
                 left = mirror_temporaries(mirror_src, mirror_up)
                 fault_stats.leak("temporary left in the mirror", len(left))
@@ -455,9 +539,9 @@ def test_sigkill_trials(tmp_path: Path, server: LocalServer, client: Client, rem
         assert "Traceback" not in text and "unexpected error" not in text, text[-4000:]
 
 
-def test_sigkill_mid_download_leaves_no_temporary(tmp_path: Path, server: LocalServer,
-                                                  client: Client, remote_dir: str,
-                                                  fault_stats: FaultStats) -> None:
+def test_sigkill_mid_download_leaves_no_temporary(
+    tmp_path: Path, server: LocalServer, client: Client, remote_dir: str, fault_stats: FaultStats
+) -> None:
     data = np.random.default_rng(SEED)
     mirror, staging = tmp_path / "mirror", tmp_path / "staging"
     staging.mkdir()
@@ -469,10 +553,13 @@ def test_sigkill_mid_download_leaves_no_temporary(tmp_path: Path, server: LocalS
         client.upload(staging / "big.b2nd", f"{remote_dir}/big.b2nd")
 
     put_big()
-    manifest = write_manifest(tmp_path / "cat2sync.toml", url=server.url, username=ALICE[0],
-                              password=ALICE[1], subscribe=[{
-                                  "name": "src", "root": remote_dir, "local": str(mirror),
-                                  "every": "0.5s"}])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        subscribe=[{"name": "src", "root": remote_dir, "local": str(mirror), "every": "0.5s"}],
+    )
     proc = DaemonProcess(manifest, tmp_path / "daemon.log").start()
     try:
         proc.wait_ready()
@@ -489,8 +576,12 @@ def test_sigkill_mid_download_leaves_no_temporary(tmp_path: Path, server: LocalS
             pytest.skip("never caught a download under way")
         proc.start()
         proc.wait_ready()
-        wait_until(lambda: compare_local(mirror, truth, ignore_temporaries=True).ok,
-                   timeout=CONVERGE, interval=0.5, message="the mirror to converge")
+        wait_until(
+            lambda: compare_local(mirror, truth, ignore_temporaries=True).ok,
+            timeout=CONVERGE,
+            interval=0.5,
+            message="the mirror to converge",
+        )
         time.sleep(1.0)  # a few more passes: nothing removes the leftover
         assert mirror_temporaries(mirror) == []
     finally:

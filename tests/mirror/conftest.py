@@ -29,10 +29,14 @@ from cat2sync.testing import ALICE
 RULE = "mirror"  # the name of the subscription most tests use
 
 
-def write_manifest(path: Path, server: LocalServer, *,
-                   subscribe: Sequence[Mapping[str, Any]] = (),
-                   upload: Sequence[Mapping[str, Any]] = (),
-                   lazyexpr: Sequence[Mapping[str, Any]] = ()) -> Path:
+def write_manifest(
+    path: Path,
+    server: LocalServer,
+    *,
+    subscribe: Sequence[Mapping[str, Any]] = (),
+    upload: Sequence[Mapping[str, Any]] = (),
+    lazyexpr: Sequence[Mapping[str, Any]] = (),
+) -> Path:
     """Write a manifest logging in as alice on the session server; returns its path."""
     doc: dict[str, Any] = {
         "daemon": {"state_dir": str(path.parent / "state")},
@@ -87,8 +91,11 @@ def open_daemon(manifest: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def subscription(tmp_path: Path, server: LocalServer, remote_dir: str,
-                 ) -> Callable[..., Path]:
+def subscription(
+    tmp_path: Path,
+    server: LocalServer,
+    remote_dir: str,
+) -> Callable[..., Path]:
     """Write a manifest with one subscription of ``remote_dir`` into ``tmp_path/mirror``."""
 
     def make(**keys: Any) -> Path:
@@ -126,8 +133,10 @@ def raw_upload(server: LocalServer, folder: str, files: Mapping[str, bytes]) -> 
     file name to an existing folder without checking it); returns the server's paths."""
     paths = []
     with httpx.Client(base_url=server.url) as http:
-        http.post("/auth/jwt/login", data={"username": ALICE[0], "password": ALICE[1]},
-                  ).raise_for_status()
+        http.post(
+            "/auth/jwt/login",
+            data={"username": ALICE[0], "password": ALICE[1]},
+        ).raise_for_status()
         for filename, data in files.items():
             resp = http.post(f"/api/upload/{folder}/", files={"file": (filename, data)})
             resp.raise_for_status()
@@ -137,8 +146,11 @@ def raw_upload(server: LocalServer, folder: str, files: Mapping[str, bytes]) -> 
 
 def files_below(folder: Path) -> dict[str, Path]:
     """Every file below ``folder`` (no folders), by relative POSIX path."""
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*")
-            if p.is_file() or p.is_symlink()}
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in folder.rglob("*")
+        if p.is_file() or p.is_symlink()
+    }
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:

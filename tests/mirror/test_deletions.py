@@ -18,9 +18,13 @@ def _seed(client: Client, data_dir: Path, remote_dir: str, count: int) -> list[s
     return names
 
 
-def test_without_delete_local_copies_stay(client: Client, data_dir: Path, remote_dir: str,
-                                          mirror_dir: Path,
-                                          subscription: Callable[..., Path]) -> None:
+def test_without_delete_local_copies_stay(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     names = _seed(client, data_dir, remote_dir, 3)
     with open_daemon(subscription()) as h:
         h.mirror_pass()
@@ -31,9 +35,13 @@ def test_without_delete_local_copies_stay(client: Client, data_dir: Path, remote
     assert sorted(files_below(mirror_dir)) == names
 
 
-def test_with_delete_vanished_copies_go(client: Client, data_dir: Path, remote_dir: str,
-                                        mirror_dir: Path,
-                                        subscription: Callable[..., Path]) -> None:
+def test_with_delete_vanished_copies_go(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     names = _seed(client, data_dir, remote_dir, 3)
     with open_daemon(subscription(delete=True)) as h:
         h.mirror_pass()
@@ -45,9 +53,13 @@ def test_with_delete_vanished_copies_go(client: Client, data_dir: Path, remote_d
     assert sorted(files_below(mirror_dir)) == names[1:]
 
 
-def test_deleting_more_than_the_cap_removes_nothing(client: Client, data_dir: Path,
-                                                    remote_dir: str, mirror_dir: Path,
-                                                    subscription: Callable[..., Path]) -> None:
+def test_deleting_more_than_the_cap_removes_nothing(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     names = _seed(client, data_dir, remote_dir, 10)
     with open_daemon(subscription(delete=True, max_delete=0.5)) as h:
         h.mirror_pass()
@@ -60,9 +72,13 @@ def test_deleting_more_than_the_cap_removes_nothing(client: Client, data_dir: Pa
     assert sorted(files_below(mirror_dir)) == names
 
 
-def test_an_emptied_remote_folder_removes_nothing(client: Client, data_dir: Path,
-                                                  remote_dir: str, mirror_dir: Path,
-                                                  subscription: Callable[..., Path]) -> None:
+def test_an_emptied_remote_folder_removes_nothing(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     names = _seed(client, data_dir, remote_dir, 1)
     with open_daemon(subscription(delete=True, max_delete=1.0)) as h:
         h.mirror_pass()
@@ -73,9 +89,13 @@ def test_an_emptied_remote_folder_removes_nothing(client: Client, data_dir: Path
     assert sorted(files_below(mirror_dir)) == names
 
 
-def test_a_locally_modified_copy_is_kept(client: Client, data_dir: Path, remote_dir: str,
-                                         mirror_dir: Path,
-                                         subscription: Callable[..., Path]) -> None:
+def test_a_locally_modified_copy_is_kept(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     names = _seed(client, data_dir, remote_dir, 4)
     with open_daemon(subscription(delete=True)) as h:
         h.mirror_pass()

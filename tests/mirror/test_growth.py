@@ -39,12 +39,17 @@ def _local(path: Path) -> Any:
     return blosc2.open(str(path))[:]
 
 
-def test_appended_rows_are_pulled_incrementally(client: Client, data_dir: Path,
-                                                remote_dir: str, mirror_dir: Path,
-                                                subscription: Callable[..., Path]) -> None:
+def test_appended_rows_are_pulled_incrementally(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     remote = f"{remote_dir}/run/frames.b2nd"
-    put_array(client, data_dir / "frames.b2nd", remote, _rows(0, 1000), chunks=(50, 64),
-              blocks=(10, 64))
+    put_array(
+        client, data_dir / "frames.b2nd", remote, _rows(0, 1000), chunks=(50, 64), blocks=(10, 64)
+    )
     chunk_bytes = 50 * 64 * 8 + CHUNK_OVERHEAD
     rows = 1000
     with open_daemon(subscription()) as h:
@@ -58,8 +63,10 @@ def test_appended_rows_are_pulled_incrementally(client: Client, data_dir: Path,
             received = h.received
             event = _only_download(h.mirror_pass())
             received = h.received - received
-            print(f"\ngrew by {sum(batch)} rows, {growth} compressed bytes: the pass "
-                  f"received {event.bytes} bytes of chunks ({received} with the info JSON)")
+            print(
+                f"\ngrew by {sum(batch)} rows, {growth} compressed bytes: the pass "
+                f"received {event.bytes} bytes of chunks ({received} with the info JSON)"
+            )
             assert event.message == "new rows only"
             assert event.rows == sum(batch)
             assert event.bytes <= 1.5 * growth + chunk_bytes
@@ -70,22 +77,25 @@ def test_appended_rows_are_pulled_incrementally(client: Client, data_dir: Path,
         assert h.mirror_pass() == []  # and the extended copy counts as intact
 
 
-def _replace(client: Client, data_dir: Path, remote: str, array: np.ndarray,
-             **kwargs: Any) -> None:
+def _replace(client: Client, data_dir: Path, remote: str, array: np.ndarray, **kwargs: Any) -> None:
     put_array(client, data_dir / "replacement.b2nd", remote, array, **kwargs)
 
 
 def test_replacement_of_same_shape_is_downloaded_again(
-        client: Client, data_dir: Path, remote_dir: str, mirror_dir: Path,
-        subscription: Callable[..., Path], ) -> None:
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     remote = f"{remote_dir}/cal.b2nd"
-    put_array(client, data_dir / "cal.b2nd", remote, np.arange(4000.0).reshape(200, 20),
-              chunks=(50, 20))
+    put_array(
+        client, data_dir / "cal.b2nd", remote, np.arange(4000.0).reshape(200, 20), chunks=(50, 20)
+    )
     with open_daemon(subscription()) as h:
         _only_download(h.mirror_pass())
         etag = h.client.stat(remote)[1]
-        _replace(client, data_dir, remote, -np.arange(4000.0).reshape(200, 20),
-                 chunks=(50, 20))
+        _replace(client, data_dir, remote, -np.arange(4000.0).reshape(200, 20), chunks=(50, 20))
         assert h.client.stat(remote)[1] != etag
         event = _only_download(h.mirror_pass())
 
@@ -98,8 +108,14 @@ def test_replacement_of_same_shape_is_downloaded_again(
 @pytest.mark.parametrize("old_rows", [200, 230], ids=["aligned", "partial-chunk"])
 @pytest.mark.parametrize("clevel", [0, 5], ids=["stored", "compressed"])
 def test_replacement_with_more_rows_is_not_extended(
-        client: Client, data_dir: Path, remote_dir: str, mirror_dir: Path,
-        subscription: Callable[..., Path], old_rows: int, clevel: int) -> None:
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+    old_rows: int,
+    clevel: int,
+) -> None:
     """Not an append: same layout, more rows, different data. Stored uncompressed, every
     chunk has the same size whatever its data, so sizes alone cannot tell."""
     remote = f"{remote_dir}/raw.b2nd"
@@ -117,11 +133,14 @@ def test_replacement_with_more_rows_is_not_extended(
 
 
 def test_growth_with_another_dtype_is_downloaded_whole(
-        client: Client, data_dir: Path, remote_dir: str, mirror_dir: Path,
-        subscription: Callable[..., Path]) -> None:
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     remote = f"{remote_dir}/typed.b2nd"
-    put_array(client, data_dir / "typed.b2nd", remote, np.arange(300, dtype="i8"),
-              chunks=(100,))
+    put_array(client, data_dir / "typed.b2nd", remote, np.arange(300, dtype="i8"), chunks=(100,))
     replacement = np.arange(450, dtype="f8") / 7
     with open_daemon(subscription()) as h:
         _only_download(h.mirror_pass())

@@ -35,21 +35,39 @@ def _result_is(client: Client, remote: str, expected: np.ndarray) -> Callable[[]
     return check
 
 
-def test_lazy_expression_follows_its_operand(server: LocalServer, client: Client,
-                                             tmp_path: Path, remote_dir: str) -> None:
+def test_lazy_expression_follows_its_operand(
+    server: LocalServer, client: Client, tmp_path: Path, remote_dir: str
+) -> None:
     local = tmp_path / "acquisition"
     local.mkdir()
     result = f"{remote_dir}/derived/doubled.b2nd"
     manifest = write_manifest(
-        tmp_path / "cat2sync.toml", server,
-        upload=[{"name": "instrument", "local": str(local), "remote": remote_dir,
-                 "include": ["*.b2nd"], "settle": "0s"}],
+        tmp_path / "cat2sync.toml",
+        server,
+        upload=[
+            {
+                "name": "instrument",
+                "local": str(local),
+                "remote": remote_dir,
+                "include": ["*.b2nd"],
+                "settle": "0s",
+            }
+        ],
         lazyexpr=[
-            {"name": "doubled", "path": result, "expression": "raw * 2 + 1",
-             "operands": {"raw": f"{remote_dir}/raw.b2nd"}},
-            {"name": "orphan", "path": f"{remote_dir}/derived/orphan.b2nd",
-             "expression": "ghost - 1", "operands": {"ghost": f"{remote_dir}/missing.b2nd"}},
-        ])
+            {
+                "name": "doubled",
+                "path": result,
+                "expression": "raw * 2 + 1",
+                "operands": {"raw": f"{remote_dir}/raw.b2nd"},
+            },
+            {
+                "name": "orphan",
+                "path": f"{remote_dir}/derived/orphan.b2nd",
+                "expression": "ghost - 1",
+                "operands": {"ghost": f"{remote_dir}/missing.b2nd"},
+            },
+        ],
+    )
     data = _write_raw(local / "raw.b2nd", 100)
 
     with open_daemon(manifest) as h:
@@ -59,35 +77,55 @@ def test_lazy_expression_follows_its_operand(server: LocalServer, client: Client
         mark = len(h.events)
         data = _write_raw(local / "raw.b2nd", 260)  # the instrument wrote more rows
         wait_for("the recomputed result", _result_is(client, result, data * 2 + 1))
-        wait_for("the computed event", lambda: any(
-            e.rule == "lazyexpr:doubled" and e.kind == EventKind.COMPUTED
-            for e in h.events[mark:]))
+        wait_for(
+            "the computed event",
+            lambda: any(
+                e.rule == "lazyexpr:doubled" and e.kind == EventKind.COMPUTED
+                for e in h.events[mark:]
+            ),
+        )
         events = list(h.events)
 
     # Only the new rows were sent, and that (nothing else) recomputed the expression.
     # (A sink may see "computed" before the "appended" that caused it.)
-    assert [(e.kind, e.rows) for e in events[mark:] if e.rule == "instrument"] == \
-        [(EventKind.APPENDED, 160)]
-    assert [e.kind for e in events[mark:] if e.rule == "lazyexpr:doubled"] == \
-        [EventKind.COMPUTED]
+    assert [(e.kind, e.rows) for e in events[mark:] if e.rule == "instrument"] == [
+        (EventKind.APPENDED, 160)
+    ]
+    assert [e.kind for e in events[mark:] if e.rule == "lazyexpr:doubled"] == [EventKind.COMPUTED]
     # The expression with a missing operand failed (at start) and the rest went on.
     assert {e.kind for e in events if e.rule == "lazyexpr:orphan"} == {EventKind.FAILED}
 
 
-def test_failing_expressions_report_the_server_message(server: LocalServer, client: Client,
-                                                       tmp_path: Path,
-                                                       remote_dir: str) -> None:
+def test_failing_expressions_report_the_server_message(
+    server: LocalServer, client: Client, tmp_path: Path, remote_dir: str
+) -> None:
     operand = f"{remote_dir}/raw.b2nd"
     blosc2.asarray(np.arange(10.0), urlpath=str(tmp_path / "raw.b2nd"), mode="w")
     client.upload(tmp_path / "raw.b2nd", operand)
-    manifest = write_manifest(tmp_path / "cat2sync.toml", server, lazyexpr=[
-        {"name": "orphan", "path": f"{remote_dir}/orphan.b2nd", "expression": "ghost - 1",
-         "operands": {"ghost": f"{remote_dir}/missing.b2nd"}},
-        {"name": "typo", "path": f"{remote_dir}/typo.b2nd", "expression": "raw + nosuchname",
-         "operands": {"raw": operand}},
-        {"name": "fine", "path": f"{remote_dir}/fine.b2nd", "expression": "raw * 3",
-         "operands": {"raw": operand}},
-    ])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        server,
+        lazyexpr=[
+            {
+                "name": "orphan",
+                "path": f"{remote_dir}/orphan.b2nd",
+                "expression": "ghost - 1",
+                "operands": {"ghost": f"{remote_dir}/missing.b2nd"},
+            },
+            {
+                "name": "typo",
+                "path": f"{remote_dir}/typo.b2nd",
+                "expression": "raw + nosuchname",
+                "operands": {"raw": operand},
+            },
+            {
+                "name": "fine",
+                "path": f"{remote_dir}/fine.b2nd",
+                "expression": "raw * 3",
+                "operands": {"raw": operand},
+            },
+        ],
+    )
     with open_daemon(manifest) as h:
         failures = h.daemon.once()
         events = list(h.events)

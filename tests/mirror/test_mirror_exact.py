@@ -32,8 +32,7 @@ def _structured(n: int) -> np.ndarray:
 def _frame(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.arange(50_000, dtype="<i4")
-    blosc2.SChunk(chunksize=40_000, data=data, urlpath=str(path), mode="w",
-                  cparams={"typesize": 4})
+    blosc2.SChunk(chunksize=40_000, data=data, urlpath=str(path), mode="w", cparams={"typesize": 4})
     return path
 
 
@@ -45,8 +44,10 @@ def mixed_tree(client: Client, data_dir: Path, remote_dir: str) -> dict[str, Pat
     arrays: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "one.b2nd": (np.arange(10_000, dtype="f8"), {"chunks": (3000,)}),
         "deep/two.b2nd": (rng.integers(0, 1000, (300, 40)), {"chunks": (64, 16)}),
-        "deep/er/three.b2nd": (np.linspace(0, 1, 6 * 50 * 7).reshape(6, 50, 7),
-                               {"chunks": (2, 25, 7)}),
+        "deep/er/three.b2nd": (
+            np.linspace(0, 1, 6 * 50 * 7).reshape(6, 50, 7),
+            {"chunks": (2, 25, 7)},
+        ),
         "deep/er/still/records.b2nd": (_structured(5000), {"chunks": (1000,)}),
     }
     originals = {}
@@ -63,16 +64,19 @@ def mixed_tree(client: Client, data_dir: Path, remote_dir: str) -> dict[str, Pat
     client.upload(scan, f"{remote_dir}/hdf5/scan.h5")  # the server sees it as a folder
     originals["hdf5/scan.h5"] = scan
     text = "".join(f"line {i}: ünïcode ✓\n" for i in range(2000)).encode()
-    originals["notes/readme.txt"] = put_bytes(client, data_dir / "notes/readme.txt",
-                                              f"{remote_dir}/notes/readme.txt", text)
+    originals["notes/readme.txt"] = put_bytes(
+        client, data_dir / "notes/readme.txt", f"{remote_dir}/notes/readme.txt", text
+    )
     doc = json.dumps({"run": 7, "sample": "Fe₂O₃", "temps": list(range(100))}).encode()
-    originals["meta.json"] = put_bytes(client, data_dir / "meta.json",
-                                       f"{remote_dir}/meta.json", doc)
+    originals["meta.json"] = put_bytes(
+        client, data_dir / "meta.json", f"{remote_dir}/meta.json", doc
+    )
     return originals
 
 
-def test_folder_is_mirrored_exactly(subscription: Callable[..., Path], mirror_dir: Path,
-                                    mixed_tree: dict[str, Path]) -> None:
+def test_folder_is_mirrored_exactly(
+    subscription: Callable[..., Path], mirror_dir: Path, mixed_tree: dict[str, Path]
+) -> None:
     with open_daemon(subscription()) as h:
         events = h.mirror_pass()
 
@@ -90,42 +94,57 @@ def test_folder_is_mirrored_exactly(subscription: Callable[..., Path], mirror_di
     np.testing.assert_array_equal(records, _structured(5000))
 
 
-def test_a_file_the_server_cannot_read_is_skipped(client: Client, data_dir: Path,
-                                                  remote_dir: str, mirror_dir: Path,
-                                                  subscription: Callable[..., Path]) -> None:
+def test_a_file_the_server_cannot_read_is_skipped(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     put_bytes(client, data_dir / "broken.b2nd", f"{remote_dir}/broken.b2nd", b"not blosc2" * 9)
     put_bytes(client, data_dir / "fine.json", f"{remote_dir}/fine.json", b"{}")
     with open_daemon(subscription()) as h:
         events = h.mirror_pass()
 
-    assert {(e.kind, e.path) for e in events} == {(EventKind.SKIPPED, "broken.b2nd"),
-                                                  (EventKind.DOWNLOADED, "fine.json")}
+    assert {(e.kind, e.path) for e in events} == {
+        (EventKind.SKIPPED, "broken.b2nd"),
+        (EventKind.DOWNLOADED, "fine.json"),
+    }
     assert sorted(files_below(mirror_dir)) == ["fine.json"]
 
 
-def test_second_pass_moves_no_data(subscription: Callable[..., Path], mirror_dir: Path,
-                                   mixed_tree: dict[str, Path]) -> None:
+def test_second_pass_moves_no_data(
+    subscription: Callable[..., Path], mirror_dir: Path, mixed_tree: dict[str, Path]
+) -> None:
     with open_daemon(subscription()) as h:
         h.mirror_pass()
-        before = {rel: (p.stat().st_mtime_ns, p.stat().st_ino)
-                  for rel, p in files_below(mirror_dir).items()}
+        before = {
+            rel: (p.stat().st_mtime_ns, p.stat().st_ino)
+            for rel, p in files_below(mirror_dir).items()
+        }
         received = h.received
         events = h.mirror_pass()
         received = h.received - received
 
     assert events == []
     assert received < INFO_BUDGET * len(mixed_tree), received
-    after = {rel: (p.stat().st_mtime_ns, p.stat().st_ino)
-             for rel, p in files_below(mirror_dir).items()}
+    after = {
+        rel: (p.stat().st_mtime_ns, p.stat().st_ino) for rel, p in files_below(mirror_dir).items()
+    }
     assert after == before  # not even rewritten
 
 
-def test_no_change_pass_over_many_datasets(client: Client, data_dir: Path, remote_dir: str,
-                                           subscription: Callable[..., Path],
-                                           mirror_dir: Path) -> None:
+def test_no_change_pass_over_many_datasets(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    subscription: Callable[..., Path],
+    mirror_dir: Path,
+) -> None:
     count = 200
-    source = put_array(client, data_dir / "small.b2nd", f"{remote_dir}/seed.b2nd",
-                       np.arange(64, dtype="i4"))
+    source = put_array(
+        client, data_dir / "small.b2nd", f"{remote_dir}/seed.b2nd", np.arange(64, dtype="i4")
+    )
     for i in range(count - 1):
         client.upload(source, f"{remote_dir}/d{i // 50}/ds{i:03d}.b2nd")
     with open_daemon(subscription(concurrency=8)) as h:
@@ -141,8 +160,10 @@ def test_no_change_pass_over_many_datasets(client: Client, data_dir: Path, remot
         elapsed = time.perf_counter() - started
         received, requests = h.received - received, h.client.stats.requests - requests
 
-    print(f"\nno-change pass over {count} remote datasets: {elapsed:.2f} s, "
-          f"{requests} requests, {received} bytes received (info JSON only)")
+    print(
+        f"\nno-change pass over {count} remote datasets: {elapsed:.2f} s, "
+        f"{requests} requests, {received} bytes received (info JSON only)"
+    )
     assert events == []
     assert requests == count + 1  # one list, one info per dataset
     assert received < INFO_BUDGET * count

@@ -22,19 +22,50 @@ NFD_E = unicodedata.normalize("NFD", "é")
 # -- names.py ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "..", "../x.txt", "a/../../x.txt", "a/..", "/etc/passwd", "//srv/x", "a\\b.txt",
-    "..\\..\\x.txt", "", "a//b.txt", "./a.txt", "a/./b.txt", "a/", "x\0y.txt",
-    "x\ny.txt", "x\x1b[31my.txt", "x\x7fy.txt", "x\x9by.txt", "a/\ttab.txt",
-    "x" * 241, "d/" + "é" * 121 + ".txt",
-], ids=repr)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..",
+        "../x.txt",
+        "a/../../x.txt",
+        "a/..",
+        "/etc/passwd",
+        "//srv/x",
+        "a\\b.txt",
+        "..\\..\\x.txt",
+        "",
+        "a//b.txt",
+        "./a.txt",
+        "a/./b.txt",
+        "a/",
+        "x\0y.txt",
+        "x\ny.txt",
+        "x\x1b[31my.txt",
+        "x\x7fy.txt",
+        "x\x9by.txt",
+        "a/\ttab.txt",
+        "x" * 241,
+        "d/" + "é" * 121 + ".txt",
+    ],
+    ids=repr,
+)
 def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(UnsafeName):
         local_target(tmp_path, name)
 
 
-@pytest.mark.parametrize("name", ["x.b2nd", "a/b/c.txt", "..hidden", "a..b/c...d",
-                                  "spaces in name.json", "日本語/データ.b2nd", "x" * 240])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x.b2nd",
+        "a/b/c.txt",
+        "..hidden",
+        "a..b/c...d",
+        "spaces in name.json",
+        "日本語/データ.b2nd",
+        "x" * 240,
+    ],
+)
 def test_ordinary_names_map_below_the_root(tmp_path: Path, name: str) -> None:
     clean, target = local_target(tmp_path, name)
     assert clean == name
@@ -48,12 +79,18 @@ def test_names_are_normalised_to_nfc(tmp_path: Path) -> None:
     assert target == tmp_path / f"caf{NFC_E}" / f"r{NFC_E}sum{NFC_E}.txt"
 
 
-@pytest.mark.parametrize(("one", "other"), [
-    (f"{NFC_E}.txt", f"{NFD_E}.txt"), ("Data/A.txt", "data/a.txt"), ("STRASSE", "straße"),
-])
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (f"{NFC_E}.txt", f"{NFD_E}.txt"),
+        ("Data/A.txt", "data/a.txt"),
+        ("STRASSE", "straße"),
+    ],
+)
 def test_collisions_share_a_key(one: str, other: str) -> None:
-    assert collision_key(local_target(Path("/m"), one)[0]) == \
-        collision_key(local_target(Path("/m"), other)[0])
+    assert collision_key(local_target(Path("/m"), one)[0]) == collision_key(
+        local_target(Path("/m"), other)[0]
+    )
 
 
 def test_planted_symlinks_and_files_are_refused(tmp_path: Path) -> None:
@@ -75,13 +112,21 @@ def test_planted_symlinks_and_files_are_refused(tmp_path: Path) -> None:
 
 
 def _snapshot(folder: Path, *, skip: tuple[Path, ...]) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-            if not any(p == s or p.is_relative_to(s) for s in skip)}
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if not any(p == s or p.is_relative_to(s) for s in skip)
+    }
 
 
-def test_planted_symlink_is_not_followed(client: Client, data_dir: Path, remote_dir: str,
-                                         tmp_path: Path, mirror_dir: Path,
-                                         subscription: Callable[..., Path]) -> None:
+def test_planted_symlink_is_not_followed(
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    tmp_path: Path,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "target.txt").write_text("precious\n")
@@ -102,20 +147,32 @@ def test_planted_symlink_is_not_followed(client: Client, data_dir: Path, remote_
     assert (outside / "target.txt").read_text() == "precious\n"
 
 
-def test_hostile_remote_names_are_skipped(server: LocalServer, client: Client,
-                                          data_dir: Path, remote_dir: str, tmp_path: Path,
-                                          mirror_dir: Path,
-                                          subscription: Callable[..., Path]) -> None:
+def test_hostile_remote_names_are_skipped(
+    server: LocalServer,
+    client: Client,
+    data_dir: Path,
+    remote_dir: str,
+    tmp_path: Path,
+    mirror_dir: Path,
+    subscription: Callable[..., Path],
+) -> None:
     put_bytes(client, data_dir / "ok.txt", f"{remote_dir}/ok.txt", b"fine\n")
     put_bytes(client, data_dir / "clash", f"{remote_dir}/clash", b"a file...\n")
     put_bytes(client, data_dir / "inner.txt", f"{remote_dir}/clash/inner.txt", b"...and a dir\n")
     # The client refuses to send these names; the server takes them as multipart file
     # names of an upload into an existing folder.
-    hostile = {"a\\b.txt": "backslash", "..": "'..'", "..\\..\\evil.txt": "backslash",
-               f"{'n' * 245}.b2nd": "longer than"}
+    hostile = {
+        "a\\b.txt": "backslash",
+        "..": "'..'",
+        "..\\..\\evil.txt": "backslash",
+        f"{'n' * 245}.b2nd": "longer than",
+    }
     colliding = (f"caf{NFC_E}.txt", f"caf{NFD_E}.txt", "Case.txt", "case.txt")
-    raw_upload(server, remote_dir, {**dict.fromkeys(hostile, b"hostile\n"),
-                                    **{name: name.encode() for name in colliding}})
+    raw_upload(
+        server,
+        remote_dir,
+        {**dict.fromkeys(hostile, b"hostile\n"), **{name: name.encode() for name in colliding}},
+    )
     listed = client.get_list(remote_dir)
     assert set(hostile) <= set(listed), listed
     manifest = subscription()
@@ -132,9 +189,14 @@ def test_hostile_remote_names_are_skipped(server: LocalServer, client: Client,
     assert len(skipped) == 2 and all("collides" in m for m in skipped.values()), skipped
     assert [e for e in events if e.kind == EventKind.FAILED] == []
     mirrored = files_below(mirror_dir)
-    assert sorted(mirrored) == sorted(["ok.txt", "clash/inner.txt", f"caf{NFC_E}.txt",
-                                       *(n for n in ("Case.txt", "case.txt")
-                                         if f"{remote_dir}/{n}" not in skipped)])
+    assert sorted(mirrored) == sorted(
+        [
+            "ok.txt",
+            "clash/inner.txt",
+            f"caf{NFC_E}.txt",
+            *(n for n in ("Case.txt", "case.txt") if f"{remote_dir}/{n}" not in skipped),
+        ]
+    )
     # Of two names that collide, the one already in NFC wins.
     assert f"{remote_dir}/caf{NFD_E}.txt" in skipped
     assert mirrored[f"caf{NFC_E}.txt"].read_bytes() == f"caf{NFC_E}.txt".encode()

@@ -14,10 +14,15 @@ from .conftest import files_below, open_daemon, put_bytes, subscribe_rule, wait_
 
 
 def test_edited_manifest_takes_effect_and_broken_edit_is_refused(
-        server: LocalServer, client: Client, data_dir: Path, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
-    first_remote, second_remote = (f"@personal/t-reload-{tmp_path.name[-12:]}-{n}"
-                                   for n in ("a", "b"))
+    server: LocalServer,
+    client: Client,
+    data_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first_remote, second_remote = (
+        f"@personal/t-reload-{tmp_path.name[-12:]}-{n}" for n in ("a", "b")
+    )
     put_bytes(client, data_dir / "a.txt", f"{first_remote}/a.txt", b"first\n")
     put_bytes(client, data_dir / "b.txt", f"{second_remote}/sub/b.txt", b"second\n")
     first = subscribe_rule(first_remote, tmp_path / "first", name="first")
@@ -56,13 +61,17 @@ def test_edited_manifest_takes_effect_and_broken_edit_is_refused(
     assert sorted(files_below(tmp_path / "first")) == ["a.txt", "c.txt"]
 
 
-def test_cron_subscription_is_scheduled(server: LocalServer, tmp_path: Path,
-                                        remote_dir: str) -> None:
+def test_cron_subscription_is_scheduled(
+    server: LocalServer, tmp_path: Path, remote_dir: str
+) -> None:
     rule = subscribe_rule(remote_dir, tmp_path / "mirror", name="nightly")
     del rule["every"]
     rule["cron"] = "30 3 * * *"
-    manifest = write_manifest(tmp_path / "cat2sync.toml", server, subscribe=[
-        rule, subscribe_rule(f"{remote_dir}-other", tmp_path / "other", name="often")])
+    manifest = write_manifest(
+        tmp_path / "cat2sync.toml",
+        server,
+        subscribe=[rule, subscribe_rule(f"{remote_dir}-other", tmp_path / "other", name="often")],
+    )
     with open_daemon(manifest) as h:
         assert h.daemon.mirrors["nightly"].rule.cron == "30 3 * * *"
         h.daemon.start()

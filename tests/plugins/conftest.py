@@ -54,8 +54,10 @@ def make_plugin(name: str, **hooks: Callable[..., Any]) -> types.ModuleType:
     return module
 
 
-def transforms_plugin(name: str, **transforms: Callable[[np.ndarray, Any], np.ndarray],
-                      ) -> types.ModuleType:
+def transforms_plugin(
+    name: str,
+    **transforms: Callable[[np.ndarray, Any], np.ndarray],
+) -> types.ModuleType:
     """A plugin that registers ``transforms`` (name -> function)."""
 
     def cat2sync_register_transforms(register: Callable[[str, Any], None]) -> None:
@@ -97,17 +99,32 @@ class Env:
 
     def upload_rule(self, **keys: Any) -> dict[str, Any]:
         """An ``[[upload]]`` table: ``data_dir`` -> ``remote_dir`` (keys override)."""
-        return {"name": "up", "local": str(self.data_dir), "remote": self.remote_dir,
-                "settle": SETTLE, **keys}
+        return {
+            "name": "up",
+            "local": str(self.data_dir),
+            "remote": self.remote_dir,
+            "settle": SETTLE,
+            **keys,
+        }
 
     def subscribe_rule(self, **keys: Any) -> dict[str, Any]:
         """A ``[[subscribe]]`` table: ``remote_dir`` -> ``tmp_path/mirror``."""
-        return {"name": "down", "remote": self.remote_dir,
-                "local": str(self.tmp_path / "mirror"), "every": "1h", **keys}
+        return {
+            "name": "down",
+            "remote": self.remote_dir,
+            "local": str(self.tmp_path / "mirror"),
+            "every": "1h",
+            **keys,
+        }
 
-    def write(self, *, uploads: list[dict[str, Any]] | None = None,
-              subscribes: list[dict[str, Any]] | None = None,
-              tables: dict[str, Any] | None = None, name: str = "cat2sync") -> Path:
+    def write(
+        self,
+        *,
+        uploads: list[dict[str, Any]] | None = None,
+        subscribes: list[dict[str, Any]] | None = None,
+        tables: dict[str, Any] | None = None,
+        name: str = "cat2sync",
+    ) -> Path:
         """Write ``tmp_path/<name>.toml`` (state in ``tmp_path/state``, alice's login);
         ``tables`` is the ``[plugins]`` table (``{"notify": {...}, "disable": [...]}``)."""
         doc: dict[str, Any] = {
@@ -176,8 +193,7 @@ class Running:
 
     def of(self, kind: EventKind, path: str | None = None) -> list[Event]:
         with self.lock:
-            return [e for e in self.events
-                    if e.kind == kind and (path is None or e.path == path)]
+            return [e for e in self.events if e.kind == kind and (path is None or e.path == path)]
 
     def describe(self) -> str:
         with self.lock:
@@ -198,8 +214,12 @@ def running(manifest: Manifest, plugins: Plugins) -> Iterator[Running]:
         run.daemon.close()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float = 20.0, message: str = "condition",
-               state: Callable[[], object] | None = None) -> Any:
+def wait_until(
+    cond: Callable[[], Any],
+    timeout: float = 20.0,
+    message: str = "condition",
+    state: Callable[[], object] | None = None,
+) -> Any:
     """Poll ``cond`` until it is truthy; fail the test on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -226,7 +246,7 @@ def grow_b2nd(path: Path, rows: np.ndarray) -> None:
     arr = blosc2.open(str(path), mode="a")
     start = arr.shape[0]
     arr.resize((start + rows.shape[0], *arr.shape[1:]))
-    arr[start:start + rows.shape[0]] = rows
+    arr[start : start + rows.shape[0]] = rows
     del arr  # flushes the frame
     # A second write within the file system's timestamp resolution must still look new.
     st = path.stat()
@@ -254,8 +274,7 @@ def remote_info(client: Client, remote: str) -> dict[str, Any] | None:
 
 def cli_env(*paths: Path) -> dict[str, str]:
     """The environment for ``python -m cat2sync`` with ``paths`` importable too."""
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([*(str(p) for p in paths), str(REPO)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*(str(p) for p in paths), str(REPO)])}
     env.pop("NOTIFY_SOCKET", None)
     env.pop("CAT2SYNC_TRACE_PLUGINS", None)
     return env
@@ -283,8 +302,9 @@ def first_party(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespa
         monkeypatch.setattr(cat2sync_convert, "_options", cat2sync_convert._options)
     notifier = cat2sync_notify.notifier()
     before = notifier.options
-    yield types.SimpleNamespace(convert=cat2sync_convert, derive=cat2sync_derive,
-                                hdf5=cat2sync_hdf5, notify=cat2sync_notify)
+    yield types.SimpleNamespace(
+        convert=cat2sync_convert, derive=cat2sync_derive, hdf5=cat2sync_hdf5, notify=cat2sync_notify
+    )
     notifier.close(timeout=5)
     notifier.configure(before)
 
@@ -329,8 +349,9 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_for(self, cond: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_for(
+        self, cond: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         with self.got:
             self.got.wait_for(lambda: cond(self.bodies), timeout)
             return list(self.bodies)

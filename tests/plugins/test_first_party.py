@@ -33,11 +33,13 @@ from .conftest import (
 # -- convert --------------------------------------------------------------------------
 
 
-def test_convert_npy_lands_as_b2nd(env: Env, client: Client,
-                                   first_party: SimpleNamespace) -> None:
+def test_convert_npy_lands_as_b2nd(env: Env, client: Client, first_party: SimpleNamespace) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.convert])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={
-        "convert": {"codec": "lz4", "clevel": 3, "chunks": [8, 5]}})
+    manifest = env.manifest(
+        plugins,
+        uploads=[env.upload_rule()],
+        tables={"convert": {"codec": "lz4", "clevel": 3, "chunks": [8, 5]}},
+    )
     data = np.arange(30 * 5, dtype="float32").reshape(30, 5) / 7
     np.save(env.data_dir / "frames.npy", data)
     (env.data_dir / "notes.txt").write_text("left as it is")
@@ -72,16 +74,17 @@ def test_a_converter_gets_its_own_table(env: Env, client: Client) -> None:
     def cat2sync_register_converters(register: Any) -> None:
         register(".txt", convert)
 
-    tiny = make_plugin("tiny_converter", cat2sync_declare_settings=cat2sync_declare_settings,
-                       cat2sync_register_converters=cat2sync_register_converters)
+    tiny = make_plugin(
+        "tiny_converter",
+        cat2sync_declare_settings=cat2sync_declare_settings,
+        cat2sync_register_converters=cat2sync_register_converters,
+    )
     plugins = Plugins(entry_points=False, extra=[tiny])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"tiny": {"factor": 3}})
+    manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={"tiny": {"factor": 3}})
     (env.data_dir / "counts.txt").write_text("1\n2\n5\n")
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
-    np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}/counts.b2nd"),
-                                  [3, 6, 15])
+    np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}/counts.b2nd"), [3, 6, 15])
 
 
 # -- hdf5 ---------------------------------------------------------------------------------
@@ -97,11 +100,13 @@ def _h5(path: Path) -> Path:
     return path
 
 
-def test_hdf5_upload_is_unfolded_on_the_server(env: Env, client: Client,
-                                               first_party: SimpleNamespace) -> None:
+def test_hdf5_upload_is_unfolded_on_the_server(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.hdf5])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"hdf5": {"mode": "unfold"}})
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule()], tables={"hdf5": {"mode": "unfold"}}
+    )
     _h5(env.data_dir / "scan.h5")
 
     result = run_once(manifest, plugins)
@@ -113,11 +118,15 @@ def test_hdf5_upload_is_unfolded_on_the_server(env: Env, client: Client,
     np.testing.assert_array_equal(client.fetch(f"{env.remote_dir}/scan/calib/dark.b2nd"), DARK)
 
 
-def test_hdf5_convert_mode_uploads_one_dataset(env: Env, client: Client,
-                                               first_party: SimpleNamespace) -> None:
+def test_hdf5_convert_mode_uploads_one_dataset(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.hdf5])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"hdf5": {"mode": "convert", "dataset": "/entry/data"}})
+    manifest = env.manifest(
+        plugins,
+        uploads=[env.upload_rule()],
+        tables={"hdf5": {"mode": "convert", "dataset": "/entry/data"}},
+    )
     _h5(env.data_dir / "scan.h5")
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
@@ -128,12 +137,26 @@ def test_hdf5_convert_mode_uploads_one_dataset(env: Env, client: Client,
 # -- derive ---------------------------------------------------------------------------------
 
 
-def test_derive_keeps_a_derived_dataset_up_to_date(env: Env, client: Client,
-                                                   first_party: SimpleNamespace) -> None:
+def test_derive_keeps_a_derived_dataset_up_to_date(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.derive])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={"derive": {"rules": [{
-        "match": "run_*.b2nd", "name": "{stem}_double", "expression": "x * 2",
-        "path": "{folder}/derived/{stem}_double.b2nd"}]}})
+    manifest = env.manifest(
+        plugins,
+        uploads=[env.upload_rule()],
+        tables={
+            "derive": {
+                "rules": [
+                    {
+                        "match": "run_*.b2nd",
+                        "name": "{stem}_double",
+                        "expression": "x * 2",
+                        "path": "{folder}/derived/{stem}_double.b2nd",
+                    }
+                ]
+            }
+        },
+    )
     data = np.arange(24, dtype="float64").reshape(8, 3)
     local = write_b2nd(env.data_dir / "run_001.b2nd", data, chunks=(4, 3))
     write_b2nd(env.data_dir / "dark.b2nd", data)  # does not match: nothing derived
@@ -145,7 +168,10 @@ def test_derive_keeps_a_derived_dataset_up_to_date(env: Env, client: Client,
     assert computed.remote == derived
     np.testing.assert_array_equal(remote_array(client, derived), data * 2)
     assert sorted(client.get_list(env.remote_dir)) == [
-        "dark.b2nd", "derived/run_001_double.b2nd", "run_001.b2nd"]
+        "dark.b2nd",
+        "derived/run_001_double.b2nd",
+        "run_001.b2nd",
+    ]
 
     grow_b2nd(local, np.full((4, 3), 100.0))
     second = run_once(manifest, plugins)
@@ -162,13 +188,22 @@ def test_derive_keeps_a_derived_dataset_up_to_date(env: Env, client: Client,
 # -- notify ---------------------------------------------------------------------------------
 
 
-def test_notify_writes_json_lines_and_posts_to_a_webhook(env: Env, client: Client,
-                                                         first_party: SimpleNamespace) -> None:
+def test_notify_writes_json_lines_and_posts_to_a_webhook(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.notify])
     with Receiver() as receiver:
-        manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={"notify": {
-            "file": "logs/events.jsonl", "webhook": f"{receiver.url}/cat2sync",
-            "webhook_timeout": 5}})
+        manifest = env.manifest(
+            plugins,
+            uploads=[env.upload_rule()],
+            tables={
+                "notify": {
+                    "file": "logs/events.jsonl",
+                    "webhook": f"{receiver.url}/cat2sync",
+                    "webhook_timeout": 5,
+                }
+            },
+        )
         write_b2nd(env.data_dir / "a.b2nd", np.arange(10))
         (env.data_dir / "notes.txt").write_text("hello")
         result = run_once(manifest, plugins)  # closing the daemon flushes the webhook
@@ -179,16 +214,19 @@ def test_notify_writes_json_lines_and_posts_to_a_webhook(env: Env, client: Clien
     lines = (env.tmp_path / "logs" / "events.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert Counter((r["kind"], r["path"], r["remote"], r["rows"]) for r in records) == expected
-    assert {(r["kind"], r["path"]) for r in records} == {("uploaded", "a.b2nd"),
-                                                       ("uploaded", "notes.txt")}
+    assert {(r["kind"], r["path"]) for r in records} == {
+        ("uploaded", "a.b2nd"),
+        ("uploaded", "notes.txt"),
+    }
     assert sorted(bodies, key=lambda r: r["path"]) == sorted(records, key=lambda r: r["path"])
     for record in records:
         assert record["time"].endswith("Z") and record["bytes"] > 0
 
 
 @pytest.mark.parametrize("kinds", [["failed"], ["uploaded"]])
-def test_notify_reports_only_the_chosen_kinds(env: Env, first_party: SimpleNamespace,
-                                              kinds: list[str]) -> None:
+def test_notify_reports_only_the_chosen_kinds(
+    env: Env, first_party: SimpleNamespace, kinds: list[str]
+) -> None:
     def cat2sync_register_transforms(register: Any) -> None:
         register("broken", lambda rows, ctx: 1 / 0)
 
@@ -196,22 +234,28 @@ def test_notify_reports_only_the_chosen_kinds(env: Env, first_party: SimpleNames
     plugins = Plugins(entry_points=False, extra=[first_party.notify, broken])
     other = env.tmp_path / "other"
     other.mkdir()
-    manifest = env.manifest(plugins, uploads=[
-        env.upload_rule(transforms=["broken"]),
-        env.upload_rule(name="plain", local=str(other), remote=f"{env.remote_dir}-plain")],
-        tables={"notify": {"file": str(env.tmp_path / "events.jsonl"), "kinds": kinds}})
+    manifest = env.manifest(
+        plugins,
+        uploads=[
+            env.upload_rule(transforms=["broken"]),
+            env.upload_rule(name="plain", local=str(other), remote=f"{env.remote_dir}-plain"),
+        ],
+        tables={"notify": {"file": str(env.tmp_path / "events.jsonl"), "kinds": kinds}},
+    )
     write_b2nd(env.data_dir / "bad.b2nd", np.arange(3))
     write_b2nd(other / "good.b2nd", np.arange(3))
     result = run_once(manifest, plugins)
     assert result.failures == 1
-    records = [json.loads(line) for line in
-               (env.tmp_path / "events.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (env.tmp_path / "events.jsonl").read_text().splitlines()
+    ]
     want = {"failed": [("failed", "bad.b2nd")], "uploaded": [("uploaded", "good.b2nd")]}
     assert [(r["kind"], r["path"]) for r in records] == want[kinds[0]]
 
 
-def test_converted_files_get_the_rules_transforms(env: Env, client: Client,
-                                                  first_party: SimpleNamespace) -> None:
+def test_converted_files_get_the_rules_transforms(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.convert])
     manifest = env.manifest(plugins, uploads=[env.upload_rule(transforms=["float32"])])
     data = np.arange(20, dtype="int64").reshape(10, 2)

@@ -30,13 +30,18 @@ from .conftest import (
 )
 
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("the chat service is down"),
-    # Only set-up hooks may report manifest errors; from here it is a failure like another.
-    ManifestError("cat2sync.toml", "plugins.loud", "no channel configured"),
-], ids=["RuntimeError", "ManifestError"])
-def test_raising_event_hook_does_not_stop_other_plugins(env: Env, client: Client,
-                                                         error: Exception) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("the chat service is down"),
+        # Only set-up hooks may report manifest errors; from here it is a failure like another.
+        ManifestError("cat2sync.toml", "plugins.loud", "no channel configured"),
+    ],
+    ids=["RuntimeError", "ManifestError"],
+)
+def test_raising_event_hook_does_not_stop_other_plugins(
+    env: Env, client: Client, error: Exception
+) -> None:
     calls = 0
 
     def cat2sync_event(event: Event) -> None:
@@ -45,8 +50,10 @@ def test_raising_event_hook_does_not_stop_other_plugins(env: Env, client: Client
         raise error
 
     before, after = Recorder("before"), Recorder("after")
-    plugins = Plugins(entry_points=False, extra=[
-        before.module, make_plugin("loud", cat2sync_event=cat2sync_event), after.module])
+    plugins = Plugins(
+        entry_points=False,
+        extra=[before.module, make_plugin("loud", cat2sync_event=cat2sync_event), after.module],
+    )
     manifest = env.manifest(plugins, uploads=[env.upload_rule()])
     for name in ("a.b2nd", "b.b2nd"):
         write_b2nd(env.data_dir / name, np.arange(10))
@@ -57,13 +64,17 @@ def test_raising_event_hook_does_not_stop_other_plugins(env: Env, client: Client
     assert result.paths(EventKind.UPLOADED) == ["a.b2nd", "b.b2nd", "notes.txt"]
     assert calls == 3  # it was told, and raised, every time
     for recorder in (before, after):  # plugins before and after it in the call order
-        assert sorted(e.path for e in recorder.of(EventKind.UPLOADED)) == \
-            ["a.b2nd", "b.b2nd", "notes.txt"]
+        assert sorted(e.path for e in recorder.of(EventKind.UPLOADED)) == [
+            "a.b2nd",
+            "b.b2nd",
+            "notes.txt",
+        ]
     assert sorted(client.get_list(env.remote_dir)) == ["a.b2nd", "b.b2nd", "notes.txt"]
 
 
 def test_raising_uploaded_hook_fails_the_file_then_it_is_retried(
-        env: Env, client: Client, tmp_path: Path) -> None:
+    env: Env, client: Client, tmp_path: Path
+) -> None:
     """The file is reported failed with the plugin's name and the hook, the other rule
     keeps shipping, and the file is sent again later, once the plugin works."""
     attempts: list[str] = []
@@ -77,20 +88,25 @@ def test_raising_uploaded_hook_fails_the_file_then_it_is_retried(
                 broken.clear()  # the second attempt works
                 raise ConnectionError("the index service is down")
 
-    plugins = Plugins(entry_points=False,
-                      extra=[make_plugin("indexer", cat2sync_uploaded=cat2sync_uploaded)])
+    plugins = Plugins(
+        entry_points=False, extra=[make_plugin("indexer", cat2sync_uploaded=cat2sync_uploaded)]
+    )
     good_dir = tmp_path / "good"
     good_dir.mkdir()
-    manifest = env.manifest(plugins, uploads=[
-        env.upload_rule(name="bad"),
-        env.upload_rule(name="good", local=str(good_dir), remote=f"{env.remote_dir}-good"),
-    ])
+    manifest = env.manifest(
+        plugins,
+        uploads=[
+            env.upload_rule(name="bad"),
+            env.upload_rule(name="good", local=str(good_dir), remote=f"{env.remote_dir}-good"),
+        ],
+    )
     write_b2nd(env.data_dir / "scan.b2nd", np.arange(20))
     write_b2nd(good_dir / "other.b2nd", np.arange(5))
 
     with running(manifest, plugins) as run:
-        wait_until(lambda: run.of(EventKind.UPLOADED, "scan.b2nd"), message="the retry",
-                   state=run.describe)
+        wait_until(
+            lambda: run.of(EventKind.UPLOADED, "scan.b2nd"), message="the retry", state=run.describe
+        )
         [failed] = run.of(EventKind.FAILED, "scan.b2nd")
         assert failed.rule == "bad"
         assert failed.message is not None
@@ -99,13 +115,16 @@ def test_raising_uploaded_hook_fails_the_file_then_it_is_retried(
         assert f"{env.remote_dir}/scan.b2nd" in failed.message  # the file, too
         [good] = run.of(EventKind.UPLOADED, "other.b2nd")
         assert good.rule == "good"
-        wait_until(lambda: not run.daemon.state.pending(), message="nothing pending",
-                   state=run.describe)
+        wait_until(
+            lambda: not run.daemon.state.pending(), message="nothing pending", state=run.describe
+        )
     assert attempts == [f"{env.remote_dir}/scan.b2nd"] * 2
-    np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}/scan.b2nd"),
-                                  np.arange(20))
-    np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}-good/other.b2nd"),
-                                  np.arange(5))
+    np.testing.assert_array_equal(
+        remote_array(client, f"{env.remote_dir}/scan.b2nd"), np.arange(20)
+    )
+    np.testing.assert_array_equal(
+        remote_array(client, f"{env.remote_dir}-good/other.b2nd"), np.arange(5)
+    )
 
 
 def test_raising_uploaded_hook_in_once_counts_a_failure(env: Env, client: Client) -> None:
@@ -115,8 +134,9 @@ def test_raising_uploaded_hook_in_once_counts_a_failure(env: Env, client: Client
         if not fixed and remote_path.endswith("a.b2nd"):
             raise RuntimeError("boom")
 
-    plugins = Plugins(entry_points=False,
-                      extra=[make_plugin("flaky", cat2sync_uploaded=cat2sync_uploaded)])
+    plugins = Plugins(
+        entry_points=False, extra=[make_plugin("flaky", cat2sync_uploaded=cat2sync_uploaded)]
+    )
     manifest = env.manifest(plugins, uploads=[env.upload_rule()])
     write_b2nd(env.data_dir / "a.b2nd", np.arange(6))
     write_b2nd(env.data_dir / "b.b2nd", np.arange(7))
@@ -134,8 +154,7 @@ def test_raising_uploaded_hook_in_once_counts_a_failure(env: Env, client: Client
     assert second.paths(EventKind.UPLOADED) == ["a.b2nd"]
 
 
-def test_raising_transform_fails_only_its_files(env: Env, client: Client,
-                                                tmp_path: Path) -> None:
+def test_raising_transform_fails_only_its_files(env: Env, client: Client, tmp_path: Path) -> None:
     def fragile(rows: np.ndarray, ctx: Any) -> np.ndarray:
         if ctx.path.startswith("broken"):
             raise KeyError("no dark frame")
@@ -144,10 +163,13 @@ def test_raising_transform_fails_only_its_files(env: Env, client: Client,
     plugins = Plugins(entry_points=False, extra=[transforms_plugin("darks", fragile=fragile)])
     other = tmp_path / "other"
     other.mkdir()
-    manifest = env.manifest(plugins, uploads=[
-        env.upload_rule(transforms=["fragile"]),
-        env.upload_rule(name="plain", local=str(other), remote=f"{env.remote_dir}-plain"),
-    ])
+    manifest = env.manifest(
+        plugins,
+        uploads=[
+            env.upload_rule(transforms=["fragile"]),
+            env.upload_rule(name="plain", local=str(other), remote=f"{env.remote_dir}-plain"),
+        ],
+    )
     write_b2nd(env.data_dir / "broken.b2nd", np.arange(8))
     write_b2nd(env.data_dir / "fine.b2nd", np.arange(8))
     write_b2nd(other / "untouched.b2nd", np.arange(3))
@@ -159,10 +181,12 @@ def test_raising_transform_fails_only_its_files(env: Env, client: Client,
     assert "'fragile' (plugin 'darks')" in failed.message, failed.message
     assert "no dark frame" in failed.message
     assert result.paths(EventKind.UPLOADED) == ["fine.b2nd", "untouched.b2nd"]
-    np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}/fine.b2nd"),
-                                  np.arange(8) + 1)
     np.testing.assert_array_equal(
-        remote_array(client, f"{env.remote_dir}-plain/untouched.b2nd"), np.arange(3))
+        remote_array(client, f"{env.remote_dir}/fine.b2nd"), np.arange(8) + 1
+    )
+    np.testing.assert_array_equal(
+        remote_array(client, f"{env.remote_dir}-plain/untouched.b2nd"), np.arange(3)
+    )
     assert remote_info(client, f"{env.remote_dir}/broken.b2nd") is None
 
 
@@ -170,8 +194,9 @@ def test_raising_lazyexprs_hook_fails_the_file(env: Env, client: Client) -> None
     def cat2sync_lazyexprs(rule: Any, remote_path: str, info: Any) -> None:
         raise ValueError("bad template")
 
-    plugins = Plugins(entry_points=False,
-                      extra=[make_plugin("deriver", cat2sync_lazyexprs=cat2sync_lazyexprs)])
+    plugins = Plugins(
+        entry_points=False, extra=[make_plugin("deriver", cat2sync_lazyexprs=cat2sync_lazyexprs)]
+    )
     manifest = env.manifest(plugins, uploads=[env.upload_rule()])
     write_b2nd(env.data_dir / "a.b2nd", np.arange(4))
     (env.data_dir / "notes.txt").write_text("not an array: no lazy expressions asked")
@@ -222,8 +247,9 @@ def test_ignore_hook_skips_mirroring(env: Env, client: Client) -> None:
     assert result.failures == 0, result.events
     assert result.paths(EventKind.DOWNLOADED) == ["keep.b2nd"]
     mirror = env.tmp_path / "mirror"
-    assert sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*")
-                  if p.is_file()) == ["keep.b2nd"]
+    assert sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file()) == [
+        "keep.b2nd"
+    ]
     np.testing.assert_array_equal(local_array(mirror / "keep.b2nd"), np.arange(5))
     assert "sub/deep.skip.b2nd" in seen
 
@@ -245,8 +271,10 @@ def test_first_ignore_answer_wins(env: Env, answer: bool | None) -> None:
 # -- cat2sync_register_jobs -------------------------------------------------------------
 
 
-def test_plugin_job_runs_and_survives_raising(env: Env, caplog: pytest.LogCaptureFixture,
-                                              ) -> None:
+def test_plugin_job_runs_and_survives_raising(
+    env: Env,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls: list[int] = []
 
     def tick() -> None:
@@ -257,8 +285,10 @@ def test_plugin_job_runs_and_survives_raising(env: Env, caplog: pytest.LogCaptur
     def cat2sync_register_jobs(register: Any) -> None:
         register("tick", 0.05, tick)
 
-    plugins = Plugins(entry_points=False,
-                      extra=[make_plugin("ticker", cat2sync_register_jobs=cat2sync_register_jobs)])
+    plugins = Plugins(
+        entry_points=False,
+        extra=[make_plugin("ticker", cat2sync_register_jobs=cat2sync_register_jobs)],
+    )
     manifest = env.manifest(plugins, uploads=[env.upload_rule()])
     with caplog.at_level("WARNING"), running(manifest, plugins):
         wait_until(lambda: len(calls) >= 3, message="three ticks")
@@ -270,9 +300,13 @@ def test_plugin_job_ids_are_unique() -> None:
     def twice(register: Any) -> None:
         register("tick", 1.0, lambda: None)
 
-    plugins = Plugins(entry_points=False, extra=[
-        make_plugin("one", cat2sync_register_jobs=twice),
-        make_plugin("two", cat2sync_register_jobs=twice)])
+    plugins = Plugins(
+        entry_points=False,
+        extra=[
+            make_plugin("one", cat2sync_register_jobs=twice),
+            make_plugin("two", cat2sync_register_jobs=twice),
+        ],
+    )
     with pytest.raises(PluginError) as caught:
         plugins.jobs()
     assert "'two'" in str(caught.value) and "already registered by 'one'" in str(caught.value)

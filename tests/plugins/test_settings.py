@@ -28,14 +28,18 @@ from .conftest import (
 
 
 @pytest.mark.parametrize("entry_points", [False, True], ids=["registered", "entry-point"])
-def test_disabled_plugin_is_not_called(env: Env, first_party: SimpleNamespace,
-                                       entry_points: bool) -> None:
+def test_disabled_plugin_is_not_called(
+    env: Env, first_party: SimpleNamespace, entry_points: bool
+) -> None:
     recorder = Recorder()
     extra = [recorder.module] if entry_points else [first_party.notify, recorder.module]
     plugins = Plugins(entry_points=entry_points, extra=extra)
     events = env.tmp_path / "events.jsonl"
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={
-        "disable": ["notify"], "notify": {"file": str(events)}})
+    manifest = env.manifest(
+        plugins,
+        uploads=[env.upload_rule()],
+        tables={"disable": ["notify"], "notify": {"file": str(events)}},
+    )
     write_b2nd(env.data_dir / "a.b2nd", np.arange(5))
 
     result = run_once(manifest, plugins)
@@ -53,8 +57,9 @@ def test_enabled_again_by_a_hot_reload(env: Env, first_party: SimpleNamespace) -
     plugins = Plugins(entry_points=False, extra=[first_party.notify])
     events = env.tmp_path / "events.jsonl"
     notify_table = {"file": str(events), "kinds": ["uploaded"]}
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"disable": ["notify"], "notify": notify_table})
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule()], tables={"disable": ["notify"], "notify": notify_table}
+    )
     write_b2nd(env.data_dir / "before.b2nd", np.arange(5))
     with running(manifest, plugins) as run:
         wait_until(lambda: run.of(EventKind.UPLOADED, "before.b2nd"), state=run.describe)
@@ -66,8 +71,11 @@ def test_enabled_again_by_a_hot_reload(env: Env, first_party: SimpleNamespace) -
         # The reload re-arms the watcher, which may not be watching yet: a change made
         # meanwhile is found by the next pass (see the report on Daemon.reload).
         run.daemon.reconcile("up")
-        wait_until(lambda: events.exists() and "after.b2nd" in events.read_text(),
-                   message="the event in the file", state=run.describe)
+        wait_until(
+            lambda: events.exists() and "after.b2nd" in events.read_text(),
+            message="the event in the file",
+            state=run.describe,
+        )
     paths = [json.loads(line)["path"] for line in events.read_text().splitlines()]
     assert paths == ["after.b2nd"]
 
@@ -75,8 +83,11 @@ def test_enabled_again_by_a_hot_reload(env: Env, first_party: SimpleNamespace) -
 def test_disabling_a_plugin_hides_its_transforms(env: Env) -> None:
     recorder = Recorder("lab")
     plugins = Plugins(entry_points=False, extra=[recorder.module])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule(transforms=["float32"])],
-                            tables={"disable": ["cat2sync.plugins.default.transforms"]})
+    manifest = env.manifest(
+        plugins,
+        uploads=[env.upload_rule(transforms=["float32"])],
+        tables={"disable": ["cat2sync.plugins.default.transforms"]},
+    )
     with pytest.raises(ManifestError) as caught:
         Daemon(manifest, plugins=plugins)
     assert "unknown transform 'float32'" in str(caught.value)
@@ -108,14 +119,18 @@ def test_unknown_plugin_disabled(env: Env, first_party: SimpleNamespace) -> None
     assert "plugins.disable[0]:" in message and "nope" in message
 
 
-@pytest.mark.parametrize(("table", "key", "says"), [
-    ({"webhook_timeout": "soon"}, "plugins.notify.webhook_timeout", "expected a number"),
-    ({"kinds": "failed"}, "plugins.notify.kinds", "expected an array"),
-    ({"file": 3}, "plugins.notify.file", "expected a path"),
-    ({"colour": "red"}, "plugins.notify.colour", "unknown"),
-])
-def test_wrong_setting_when_loading(env: Env, first_party: SimpleNamespace,
-                                    table: dict[str, object], key: str, says: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "key", "says"),
+    [
+        ({"webhook_timeout": "soon"}, "plugins.notify.webhook_timeout", "expected a number"),
+        ({"kinds": "failed"}, "plugins.notify.kinds", "expected an array"),
+        ({"file": 3}, "plugins.notify.file", "expected a path"),
+        ({"colour": "red"}, "plugins.notify.colour", "unknown"),
+    ],
+)
+def test_wrong_setting_when_loading(
+    env: Env, first_party: SimpleNamespace, table: dict[str, object], key: str, says: str
+) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.notify])
     with pytest.raises(ManifestError) as caught:
         env.manifest(plugins, uploads=[env.upload_rule()], tables={"notify": table})
@@ -123,12 +138,14 @@ def test_wrong_setting_when_loading(env: Env, first_party: SimpleNamespace,
     assert f"{key}:" in message and says in message
 
 
-def test_plugin_checked_setting_when_the_daemon_starts(env: Env,
-                                                       first_party: SimpleNamespace) -> None:
+def test_plugin_checked_setting_when_the_daemon_starts(
+    env: Env, first_party: SimpleNamespace
+) -> None:
     """Values the plugin itself checks (in cat2sync_configure) give the same one line."""
     plugins = Plugins(entry_points=False, extra=[first_party.notify])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"notify": {"kinds": ["uploaded", "sent"]}})
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule()], tables={"notify": {"kinds": ["uploaded", "sent"]}}
+    )
     with pytest.raises(ManifestError) as caught:
         Daemon(manifest, plugins=plugins)
     message = _one_line(caught)
@@ -136,10 +153,10 @@ def test_plugin_checked_setting_when_the_daemon_starts(env: Env,
 
 
 def test_validate_reports_a_plugin_setting_in_one_line(env: Env) -> None:
-    path = env.write(uploads=[env.upload_rule()],
-                     tables={"notify": {"webhook_timeout": "soon"}})
-    done = subprocess.run(cli_cmd("validate", str(path)), env=cli_env(), capture_output=True,
-                          text=True, timeout=60)
+    path = env.write(uploads=[env.upload_rule()], tables={"notify": {"webhook_timeout": "soon"}})
+    done = subprocess.run(
+        cli_cmd("validate", str(path)), env=cli_env(), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -149,8 +166,9 @@ def test_validate_reports_a_plugin_setting_in_one_line(env: Env) -> None:
 # -- tracing ----------------------------------------------------------------------------
 
 
-def test_trace_prints_hook_calls(monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_prints_hook_calls(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     recorder = Recorder("traced")
     monkeypatch.setenv("CAT2SYNC_TRACE_PLUGINS", "1")
     plugins = Plugins(entry_points=False, extra=[recorder.module])

@@ -61,8 +61,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     (site / "thirdparty_plugin.py").write_text(textwrap.dedent(PLUGIN))
     dist = site / "thirdparty_plugin-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-plugin\n"
-                                   "Version: 1.0\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[cat2sync]\nthirdparty = thirdparty_plugin\n")
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
@@ -84,8 +83,14 @@ def test_discovered_through_its_entry_point(installed: Path) -> None:
     assert info["thirdparty"].hooks == ("cat2sync_event", "cat2sync_register_transforms")
     assert "thirdparty_negate" in plugins.transforms
 
-    out = subprocess.run(cli_cmd("plugins"), env=cli_env(installed), capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        cli_cmd("plugins"),
+        env=cli_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "thirdparty (1.0): cat2sync_event, cat2sync_register_transforms" in out.splitlines()
 
 
@@ -93,8 +98,9 @@ def test_not_discovered_without_entry_points(installed: Path) -> None:
     assert "thirdparty" not in [p.name for p in Plugins(entry_points=False).describe()]
 
 
-def test_its_transform_applies_to_uploads_and_appends(installed: Path, env: Env,
-                                                      client: Client) -> None:
+def test_its_transform_applies_to_uploads_and_appends(
+    installed: Path, env: Env, client: Client
+) -> None:
     plugins = Plugins()
     manifest = env.manifest(plugins, uploads=[env.upload_rule(transforms=["thirdparty_negate"])])
     data = np.arange(60, dtype="int32").reshape(20, 3)
@@ -123,8 +129,9 @@ def test_its_transform_applies_to_uploads_and_appends(installed: Path, env: Env,
 def test_disabled_by_its_entry_point_name(installed: Path, env: Env) -> None:
     # The plugin declares no settings; disable = ["thirdparty"] must still be accepted.
     plugins = Plugins()
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()],
-                            tables={"disable": ["thirdparty"]})
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule()], tables={"disable": ["thirdparty"]}
+    )
     write_b2nd(env.data_dir / "a.b2nd", np.arange(4))
     result = run_once(manifest, plugins)
     assert result.failures == 0

@@ -28,8 +28,9 @@ from .conftest import (
 
 def test_builtin_transforms_with_parameters(env: Env, client: Client) -> None:
     plugins = Plugins(entry_points=False)
-    manifest = env.manifest(plugins, uploads=[env.upload_rule(
-        transforms=["float32", {"name": "scale", "factor": 0.5}])])
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule(transforms=["float32", {"name": "scale", "factor": 0.5}])]
+    )
     data = np.arange(3 * 40, dtype="int64").reshape(40, 3)
     local = write_b2nd(env.data_dir / "counts.b2nd", data, chunks=(16, 3))
     remote = f"{env.remote_dir}/counts.b2nd"
@@ -74,8 +75,9 @@ def test_transformed_empty_array_can_grow(env: Env, client: Client) -> None:
     second = run_once(manifest, plugins)
     assert second.failures == 0, second.events
     assert [e.rows for e in second.of(EventKind.APPENDED)] == [5]
-    np.testing.assert_array_equal(remote_array(client, remote),
-                                  np.arange(20, dtype="float32").reshape(5, 4))
+    np.testing.assert_array_equal(
+        remote_array(client, remote), np.arange(20, dtype="float32").reshape(5, 4)
+    )
 
 
 def test_unknown_transform_is_a_manifest_error(env: Env) -> None:
@@ -111,8 +113,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_rows_on_append_are_rejected_before_sending(env: Env, client: Client,
-                                                        name: str) -> None:
+def test_bad_rows_on_append_are_rejected_before_sending(
+    env: Env, client: Client, name: str
+) -> None:
     transform, says = BAD[name]
     plugins = Plugins(entry_points=False, extra=[transforms_plugin("shaky", **{name: transform})])
     manifest = env.manifest(plugins, uploads=[env.upload_rule(transforms=[name])])

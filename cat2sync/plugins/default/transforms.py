@@ -37,8 +37,19 @@ def clip(rows: np.ndarray, ctx: TransformContext) -> np.ndarray:
 
 @hookimpl
 def cat2sync_register_transforms(register: Callable[[str, Transform], None]) -> None:
-    for dtype in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                  "uint8", "uint16", "uint32", "uint64"):
+    for dtype in (
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+    ):
         register(dtype, _cast(dtype))
     register("scale", scale)
     register("offset", offset)

@@ -69,24 +69,31 @@ _FIRST_CSV_BATCH: Final = 1024
 _FLOAT64: Final[np.dtype[Any]] = np.dtype("float64")
 
 SETTINGS: Final[Mapping[str, SettingSpec]] = {
-    "codec": SettingSpec(type=str, default="zstd",
-                         description="Blosc2 codec: " + ", ".join(CODECS)),
+    "codec": SettingSpec(
+        type=str, default="zstd", description="Blosc2 codec: " + ", ".join(CODECS)
+    ),
     "clevel": SettingSpec(type=int, default=5, description="compression level, 0 to 9"),
-    "filters": SettingSpec(type=list, default=["shuffle"],
-                           description="Blosc2 filters in order: " + ", ".join(FILTERS)),
-    "chunks": SettingSpec(type=list, default=None,
-                          description="chunk shape (one integer per dimension); "
-                                      "absent: Blosc2 chooses"),
-    "formats": SettingSpec(type=list, default=list(FORMATS),
-                           description="formats to convert: " + ", ".join(FORMATS)),
-    "npz_key": SettingSpec(type=str, default=None,
-                           description="the array of a .npz to convert; absent: the first"),
-    "delimiter": SettingSpec(type=str, default=",",
-                             description="CSV column separator (one character)"),
-    "skiprows": SettingSpec(type=int, default=0,
-                            description="CSV header lines to skip"),
-    "csv_dtype": SettingSpec(type=str, default="float64",
-                             description="NumPy dtype of CSV values (numeric)"),
+    "filters": SettingSpec(
+        type=list, default=["shuffle"], description="Blosc2 filters in order: " + ", ".join(FILTERS)
+    ),
+    "chunks": SettingSpec(
+        type=list,
+        default=None,
+        description="chunk shape (one integer per dimension); absent: Blosc2 chooses",
+    ),
+    "formats": SettingSpec(
+        type=list, default=list(FORMATS), description="formats to convert: " + ", ".join(FORMATS)
+    ),
+    "npz_key": SettingSpec(
+        type=str, default=None, description="the array of a .npz to convert; absent: the first"
+    ),
+    "delimiter": SettingSpec(
+        type=str, default=",", description="CSV column separator (one character)"
+    ),
+    "skiprows": SettingSpec(type=int, default=0, description="CSV header lines to skip"),
+    "csv_dtype": SettingSpec(
+        type=str, default="float64", description="NumPy dtype of CSV values (numeric)"
+    ),
 }
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
@@ -126,8 +133,9 @@ class ConvertOptions:
         merged = {**DEFAULTS, **settings}
         unknown = sorted(set(merged) - set(SETTINGS))
         if unknown:
-            raise SettingProblem(unknown[0], "unknown key (expected one of: "
-                                 + ", ".join(sorted(SETTINGS)) + ")")
+            raise SettingProblem(
+                unknown[0], "unknown key (expected one of: " + ", ".join(sorted(SETTINGS)) + ")"
+            )
         codec = merged["codec"]
         if not isinstance(codec, str) or codec.lower() not in CODECS:
             raise SettingProblem("codec", _one_of(str(codec), list(CODECS)))
@@ -151,8 +159,12 @@ class ConvertOptions:
         )
 
     def cparams(self) -> blosc2.CParams:
-        return blosc2.CParams(codec=self.codec, clevel=self.clevel, filters=list(self.filters),
-                              filters_meta=[0] * len(self.filters))
+        return blosc2.CParams(
+            codec=self.codec,
+            clevel=self.clevel,
+            filters=list(self.filters),
+            filters_meta=[0] * len(self.filters),
+        )
 
 
 def _string_list(value: object, key: str, choices: Mapping[str, object]) -> list[str]:
@@ -187,8 +199,9 @@ def _optional_name(value: object, key: str) -> str | None:
 
 def _delimiter(value: object) -> str:
     if not isinstance(value, str) or len(value) != 1 or value in "\r\n#":
-        raise SettingProblem("delimiter", f"expected one character (not a newline or '#'), "
-                                          f"got {value!r}")
+        raise SettingProblem(
+            "delimiter", f"expected one character (not a newline or '#'), got {value!r}"
+        )
     return value
 
 
@@ -205,8 +218,9 @@ def _numeric_dtype(value: object) -> np.dtype[Any]:
     except TypeError:
         dtype = None
     if dtype is None or dtype.kind not in "biuf":
-        raise SettingProblem("csv_dtype", f'expected a numeric NumPy dtype like "float32", '
-                                          f"got {value!r}")
+        raise SettingProblem(
+            "csv_dtype", f'expected a numeric NumPy dtype like "float32", got {value!r}'
+        )
     return dtype
 
 
@@ -242,16 +256,20 @@ def _native(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
-def _create(dest: Path, shape: tuple[int, ...], dtype: np.dtype[Any],
-            opts: ConvertOptions, what: str) -> blosc2.NDArray:
+def _create(
+    dest: Path, shape: tuple[int, ...], dtype: np.dtype[Any], opts: ConvertOptions, what: str
+) -> blosc2.NDArray:
     kwargs: dict[str, Any] = {}
     if opts.chunks is not None:
         if len(opts.chunks) != len(shape):
-            raise ValueError(f"{what}: the chunks setting has {len(opts.chunks)} dimension(s) "
-                             f"but the array has {len(shape)} (shape {shape})")
+            raise ValueError(
+                f"{what}: the chunks setting has {len(opts.chunks)} dimension(s) "
+                f"but the array has {len(shape)} (shape {shape})"
+            )
         kwargs["chunks"] = opts.chunks
-    return blosc2.empty(shape, dtype=_native(dtype), urlpath=str(dest), mode="w",
-                        cparams=opts.cparams(), **kwargs)
+    return blosc2.empty(
+        shape, dtype=_native(dtype), urlpath=str(dest), mode="w", cparams=opts.cparams(), **kwargs
+    )
 
 
 def row_step(arr: blosc2.NDArray) -> int:
@@ -342,8 +360,9 @@ def convert_npz(source: Path, dest: Path, ctx: ConverterContext) -> None:
                 raise ValueError(f"{source.name}: no arrays in this .npz")
             key = opts.npz_key if opts.npz_key is not None else keys[0]
             if key not in keys:
-                raise ValueError(f"{source.name}: no array named {key!r} (arrays: "
-                                 f"{', '.join(keys[:20])})")
+                raise ValueError(
+                    f"{source.name}: no array named {key!r} (arrays: {', '.join(keys[:20])})"
+                )
             with zf.open(key + ".npy") as fh:
                 header = _npy_header(fh)
                 if header is None:  # Fortran order, Python objects or format 3.0
@@ -353,8 +372,9 @@ def convert_npz(source: Path, dest: Path, ctx: ConverterContext) -> None:
                         except ValueError as exc:
                             raise ValueError(f"{source.name}: {key}: {exc}") from None
                     arr = _create(dest, whole.shape, whole.dtype, opts, f"{source.name}:{key}")
-                    copy_rows(lambda start, stop: whole[start:stop] if whole.shape
-                              else whole[()], arr)
+                    copy_rows(
+                        lambda start, stop: whole[start:stop] if whole.shape else whole[()], arr
+                    )
                     return
                 shape, dtype = header
                 arr = _create(dest, shape, dtype, opts, f"{source.name}:{key}")
@@ -376,8 +396,9 @@ def convert_npz(source: Path, dest: Path, ctx: ConverterContext) -> None:
 def _count_csv_rows(source: Path, skiprows: int) -> int:
     """Data lines after the header: not blank and not only a ``#`` comment."""
     with source.open(encoding="utf-8-sig") as fh:
-        return sum(1 for line in itertools.islice(fh, skiprows, None)
-                   if line.split("#", 1)[0].strip())
+        return sum(
+            1 for line in itertools.islice(fh, skiprows, None) if line.split("#", 1)[0].strip()
+        )
 
 
 def convert_csv(source: Path, dest: Path, ctx: ConverterContext) -> None:
@@ -395,8 +416,9 @@ def convert_csv(source: Path, dest: Path, ctx: ConverterContext) -> None:
             while chunk := list(itertools.islice(lines, batch)):
                 first, line_no = line_no + 1, line_no + len(chunk)
                 try:
-                    block = np.loadtxt(chunk, delimiter=opts.delimiter, dtype=opts.csv_dtype,
-                                       ndmin=2, comments="#")
+                    block = np.loadtxt(
+                        chunk, delimiter=opts.delimiter, dtype=opts.csv_dtype, ndmin=2, comments="#"
+                    )
                 except ValueError as exc:
                     raise ValueError(f"{source.name}: lines {first}-{line_no}: {exc}") from None
                 if not block.shape[0]:
@@ -407,12 +429,14 @@ def convert_csv(source: Path, dest: Path, ctx: ConverterContext) -> None:
                     arr = _create(dest, shape, opts.csv_dtype, opts, source.name)
                     batch = row_step(arr)
                 elif block.shape[1] != ncols:
-                    raise ValueError(f"{source.name}: lines {first}-{line_no}: expected "
-                                     f"{ncols} columns, got {block.shape[1]}")
+                    raise ValueError(
+                        f"{source.name}: lines {first}-{line_no}: expected "
+                        f"{ncols} columns, got {block.shape[1]}"
+                    )
                 rows = block if ncols > 1 else block[:, 0]
                 if written + len(rows) > arr.shape[0]:
                     arr.resize((written + len(rows), *arr.shape[1:]))
-                arr[written:written + len(rows)] = np.ascontiguousarray(rows)
+                arr[written : written + len(rows)] = np.ascontiguousarray(rows)
                 written += len(rows)
         if arr is None:
             _create(dest, (0,), opts.csv_dtype, opts, source.name)
@@ -437,8 +461,9 @@ def _tiff_stack(tif: Any) -> tuple[tuple[int, ...], np.dtype[Any], list[Any]]:
         raise ValueError("no image in this TIFF")
     first = series[0]
     shape, dtype = tuple(first.shape), np.dtype(first.dtype)
-    if len(series) > 1 and all(len(s.pages) == 1 and tuple(s.shape) == shape
-                               and np.dtype(s.dtype) == dtype for s in series):
+    if len(series) > 1 and all(
+        len(s.pages) == 1 and tuple(s.shape) == shape and np.dtype(s.dtype) == dtype for s in series
+    ):
         return (len(series), *shape), dtype, [s.pages[0] for s in series]
     return shape, dtype, list(first.pages)
 
@@ -460,14 +485,17 @@ def convert_tiff(source: Path, dest: Path, ctx: ConverterContext) -> None:
             except ValueError as exc:
                 raise ValueError(f"{source.name}: {exc}") from None
             page_shape = tuple(pages[0].shape) if pages and pages[0] is not None else None
-            lead = shape[:len(shape) - len(page_shape)] if page_shape is not None else ()
-            if (page_shape is None or any(p is None for p in pages)
-                    or shape[len(lead):] != page_shape or math.prod(lead) != len(pages)):
+            lead = shape[: len(shape) - len(page_shape)] if page_shape is not None else ()
+            if (
+                page_shape is None
+                or any(p is None for p in pages)
+                or shape[len(lead) :] != page_shape
+                or math.prod(lead) != len(pages)
+            ):
                 # Pages that do not map one-to-one onto the series: read it whole.
                 data = tif.series[0].asarray()
                 arr = _create(dest, data.shape, data.dtype, opts, source.name)
-                copy_rows(lambda start, stop: data[start:stop] if data.shape else data[()],
-                          arr)
+                copy_rows(lambda start, stop: data[start:stop] if data.shape else data[()], arr)
                 return
             arr = _create(dest, shape, dtype, opts, source.name)
             if not lead:
@@ -499,8 +527,9 @@ _CONVERTERS: Final[Mapping[str, Converter]] = {
 
 
 @hookimpl
-def cat2sync_declare_settings(declare: Callable[[str, Mapping[str, SettingSpec]], None],
-                              ) -> None:
+def cat2sync_declare_settings(
+    declare: Callable[[str, Mapping[str, SettingSpec]], None],
+) -> None:
     declare(NAME, SETTINGS)
 
 

@@ -20,11 +20,13 @@ from cat2sync.plugins.manager import Plugins
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     monkeypatch.setattr(conv, "_options", conv._options)  # restored after the test
     manifest_path = tmp_path / "cat2sync.toml"
-    manifest_path.write_text('[plugins.convert]\ncodec = "lz4hc"\nclevel = 7\n'
-                             'filters = ["bytedelta"]\nskiprows = 1\n')
+    manifest_path.write_text(
+        '[plugins.convert]\ncodec = "lz4hc"\nclevel = 7\nfilters = ["bytedelta"]\nskiprows = 1\n'
+    )
     plugins = Plugins(entry_points=False, extra=[conv])
-    plugins.configure(load_manifest(manifest_path, plugin_settings=plugins.declared_settings(),
-                                    check_paths=False))
+    plugins.configure(
+        load_manifest(manifest_path, plugin_settings=plugins.declared_settings(), check_paths=False)
+    )
     return plugins
 
 
@@ -44,13 +46,23 @@ def write_tiff(path: Path, data: np.ndarray) -> None:
     tifffile.imwrite(path, data.astype("f4").reshape(5, 2, 2), photometric="minisblack")
 
 
-@pytest.mark.parametrize(("name", "write"), [
-    ("run.npy", write_npy), ("run.npz", write_npz), ("run.csv", write_csv),
-    ("run.tiff", write_tiff),
-])
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("run.npy", write_npy),
+        ("run.npz", write_npz),
+        ("run.csv", write_csv),
+        ("run.tiff", write_tiff),
+    ],
+)
 def test_converted_file_lands_on_the_server(
-    client: Client, remote_dir: str, data_dir: Path, tmp_path: Path, plugins: Plugins,
-    name: str, write: Callable[[Path, np.ndarray], None],
+    client: Client,
+    remote_dir: str,
+    data_dir: Path,
+    tmp_path: Path,
+    plugins: Plugins,
+    name: str,
+    write: Callable[[Path, np.ndarray], None],
 ) -> None:
     data = np.linspace(0, 1, 20).reshape(5, 4)
     source = data_dir / name

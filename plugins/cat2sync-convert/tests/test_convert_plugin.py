@@ -47,8 +47,9 @@ def test_npy_roundtrip_with_compression_settings(tmp_path: Path) -> None:
     data = np.random.default_rng(1).normal(size=(40, 6)).astype("f4")
     np.save(tmp_path / "a.npy", data)
     dest = tmp_path / "a.b2nd"
-    conv.convert_npy(tmp_path / "a.npy", dest,
-                     ctx(codec="lz4", clevel=3, filters=["bitshuffle"], chunks=[8, 6]))
+    conv.convert_npy(
+        tmp_path / "a.npy", dest, ctx(codec="lz4", clevel=3, filters=["bitshuffle"], chunks=[8, 6])
+    )
     arr = blosc2.open(str(dest))
     np.testing.assert_array_equal(arr[()], data)
     assert arr.dtype == data.dtype
@@ -58,8 +59,9 @@ def test_npy_roundtrip_with_compression_settings(tmp_path: Path) -> None:
     assert arr.cparams.filters[0] == blosc2.Filter.BITSHUFFLE
 
 
-def test_npy_written_in_slabs_of_chunk_rows(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npy_written_in_slabs_of_chunk_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(conv, "SLAB_BYTES", 1)  # one chunk-row per slab
     data = np.arange(103 * 5, dtype="i8").reshape(103, 5)
     np.save(tmp_path / "a.npy", data)
@@ -69,13 +71,17 @@ def test_npy_written_in_slabs_of_chunk_rows(tmp_path: Path,
     np.testing.assert_array_equal(arr[()], data)
 
 
-@pytest.mark.parametrize("data", [
-    np.float64(2.5) * np.ones(()),
-    np.zeros((0, 3), dtype="u2"),
-    np.arange(12, dtype=">i4").reshape(3, 4),
-    np.asfortranarray(np.arange(30.0).reshape(5, 6)),
-    np.arange(24, dtype="u1").reshape(2, 3, 4),
-], ids=["scalar", "empty", "big-endian", "fortran", "3d"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.float64(2.5) * np.ones(()),
+        np.zeros((0, 3), dtype="u2"),
+        np.arange(12, dtype=">i4").reshape(3, 4),
+        np.asfortranarray(np.arange(30.0).reshape(5, 6)),
+        np.arange(24, dtype="u1").reshape(2, 3, 4),
+    ],
+    ids=["scalar", "empty", "big-endian", "fortran", "3d"],
+)
 def test_npy_shapes_and_dtypes(tmp_path: Path, data: np.ndarray) -> None:
     np.save(tmp_path / "a.npy", data)
     conv.convert_npy(tmp_path / "a.npy", tmp_path / "a.b2nd", ctx())
@@ -94,8 +100,11 @@ def test_npy_with_objects_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
 
 def test_chunks_must_match_dimensions(tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", np.zeros(10))
-    with pytest.raises(ValueError, match=r"chunks setting has 2 dimension\(s\) but the array "
-                                         r"has 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"chunks setting has 2 dimension\(s\) but the array "
+        r"has 1",
+    ):
         conv.convert_npy(tmp_path / "a.npy", tmp_path / "a.b2nd", ctx(chunks=[2, 2]))
     assert not (tmp_path / "a.b2nd").exists()
 
@@ -104,8 +113,9 @@ def test_chunks_must_match_dimensions(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
-def test_npz_first_array_by_default_and_npz_key(tmp_path: Path, save: Any,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npz_first_array_by_default_and_npz_key(
+    tmp_path: Path, save: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(conv, "SLAB_BYTES", 1)  # stream in many slabs
     first = np.arange(200 * 3, dtype="f8").reshape(200, 3)
     second = np.arange(50, dtype="i2")
@@ -140,19 +150,21 @@ def test_npz_missing_key_names_the_arrays(tmp_path: Path) -> None:
 
 def test_csv_header_comments_and_delimiter(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text(
-        "time;value;error\n# units: s;V;V\n"
-        "0;1.5;0.1\n\n1;2.5;0.2  # a comment\n2;3.5;0.3\n")
+        "time;value;error\n# units: s;V;V\n0;1.5;0.1\n\n1;2.5;0.2  # a comment\n2;3.5;0.3\n"
+    )
     conv.convert_csv(tmp_path / "a.csv", tmp_path / "a.b2nd", ctx(delimiter=";", skiprows=1))
-    np.testing.assert_array_equal(read_b2nd(tmp_path / "a.b2nd"),
-                                  [[0, 1.5, 0.1], [1, 2.5, 0.2], [2, 3.5, 0.3]])
+    np.testing.assert_array_equal(
+        read_b2nd(tmp_path / "a.b2nd"), [[0, 1.5, 0.1], [1, 2.5, 0.2], [2, 3.5, 0.3]]
+    )
 
 
 def test_csv_in_many_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(conv, "SLAB_BYTES", 1)
     data = np.arange(5000 * 2, dtype="i4").reshape(5000, 2)
     np.savetxt(tmp_path / "a.csv", data, fmt="%d", delimiter=",", header="a,b")
-    conv.convert_csv(tmp_path / "a.csv", tmp_path / "a.b2nd",
-                     ctx(csv_dtype="int32", chunks=[100, 2]))
+    conv.convert_csv(
+        tmp_path / "a.csv", tmp_path / "a.b2nd", ctx(csv_dtype="int32", chunks=[100, 2])
+    )
     out = read_b2nd(tmp_path / "a.b2nd")
     assert out.dtype == np.dtype("i4")
     np.testing.assert_array_equal(out, data)
@@ -177,8 +189,9 @@ def test_csv_bad_value_names_the_lines(tmp_path: Path) -> None:
     assert not (tmp_path / "a.b2nd").exists()
 
 
-def test_csv_column_count_change_between_batches(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_column_count_change_between_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(conv, "_FIRST_CSV_BATCH", 2)
     (tmp_path / "a.csv").write_text("1,2\n3,4\n5,6,7\n")
     with pytest.raises(ValueError, match=r"line.*expected 2 columns, got 3"):
@@ -241,18 +254,21 @@ def test_defaults() -> None:
     assert opts.filters == (blosc2.Filter.SHUFFLE,) and opts.chunks is None
 
 
-@pytest.mark.parametrize(("settings", "key", "message"), [
-    ({"codec": "snappy"}, "codec", 'unknown value "snappy"'),
-    ({"clevel": 10}, "clevel", "from 0 to 9"),
-    ({"filters": ["shuffle", "nope"]}, "filters[1]", 'unknown value "nope"'),
-    ({"filters": ["shuffle"] * 7}, "filters", "at most 6"),
-    ({"chunks": [10, 0]}, "chunks[1]", "positive integer"),
-    ({"chunks": []}, "chunks", "non-empty"),
-    ({"formats": ["npy", "hdf5"]}, "formats[1]", 'unknown value "hdf5"'),
-    ({"delimiter": ";;"}, "delimiter", "one character"),
-    ({"skiprows": -1}, "skiprows", "non-negative"),
-    ({"csv_dtype": "str"}, "csv_dtype", "numeric"),
-])
+@pytest.mark.parametrize(
+    ("settings", "key", "message"),
+    [
+        ({"codec": "snappy"}, "codec", 'unknown value "snappy"'),
+        ({"clevel": 10}, "clevel", "from 0 to 9"),
+        ({"filters": ["shuffle", "nope"]}, "filters[1]", 'unknown value "nope"'),
+        ({"filters": ["shuffle"] * 7}, "filters", "at most 6"),
+        ({"chunks": [10, 0]}, "chunks[1]", "positive integer"),
+        ({"chunks": []}, "chunks", "non-empty"),
+        ({"formats": ["npy", "hdf5"]}, "formats[1]", 'unknown value "hdf5"'),
+        ({"delimiter": ";;"}, "delimiter", "one character"),
+        ({"skiprows": -1}, "skiprows", "non-negative"),
+        ({"csv_dtype": "str"}, "csv_dtype", "numeric"),
+    ],
+)
 def test_bad_settings(settings: dict[str, Any], key: str, message: str) -> None:
     with pytest.raises(conv.SettingProblem, match=message) as info:
         conv.ConvertOptions.from_settings(settings)
@@ -264,9 +280,11 @@ def test_configure_reports_a_one_line_manifest_error(tmp_path: Path) -> None:
     manifest = manifest_with(tmp_path, plugins, 'codec = "zstd"\nfilters = ["shufle"]')
     with pytest.raises(ManifestError) as info:
         conv.cat2sync_configure(manifest)
-    assert str(info.value) == (f"{manifest.source}: plugins.convert.filters[0]: "
-                               'unknown value "shufle" (expected one of: nofilter, shuffle, '
-                               "bitshuffle, delta, bytedelta)")
+    assert str(info.value) == (
+        f"{manifest.source}: plugins.convert.filters[0]: "
+        'unknown value "shufle" (expected one of: nofilter, shuffle, '
+        "bitshuffle, delta, bytedelta)"
+    )
 
 
 def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
@@ -281,7 +299,8 @@ def test_registered_suffixes_follow_the_formats_setting(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
     assert set(plugins.converters) == {".npy", ".npz", ".csv", ".tif", ".tiff"}
     assert "cat2sync_register_converters" in next(
-        p.hooks for p in plugins.describe() if p.name == "cat2sync_convert")
+        p.hooks for p in plugins.describe() if p.name == "cat2sync_convert"
+    )
     plugins.configure(manifest_with(tmp_path, plugins, 'formats = ["npy", "tiff"]'))
     assert set(plugins.converters) == {".npy", ".tif", ".tiff"}
 

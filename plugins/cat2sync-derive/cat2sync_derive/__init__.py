@@ -33,8 +33,15 @@ from cat2sync.plugins import LazyExprRequest, hookimpl
 if TYPE_CHECKING:
     from cat2sync.manifest import Manifest, UploadRule
 
-__all__ = ["FIELDS", "NAME", "SETTINGS", "DeriveRule", "SettingProblem", "parse_rules",
-           "requests_for"]
+__all__ = [
+    "FIELDS",
+    "NAME",
+    "SETTINGS",
+    "DeriveRule",
+    "SettingProblem",
+    "parse_rules",
+    "requests_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +54,12 @@ _IDENTIFIER: Final = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 SETTINGS: Final[Mapping[str, SettingSpec]] = {
-    "rules": SettingSpec(type=list, default=[],
-                         description="derive rules: tables with match, name, expression, "
-                                     "variable, operands and path"),
+    "rules": SettingSpec(
+        type=list,
+        default=[],
+        description="derive rules: tables with match, name, expression, "
+        "variable, operands and path",
+    ),
 }
 
 
@@ -80,43 +90,59 @@ class DeriveRule:
         """The lazy expression for one matching dataset, or None when it cannot be made
         (a warning is logged: such a name would fail on every upload)."""
         dataset = PurePosixPath(remote_path)
-        fields = {"stem": dataset.stem, "name": dataset.name,
-                  "folder": str(dataset.parent), "rule": rule}
+        fields = {
+            "stem": dataset.stem,
+            "name": dataset.name,
+            "folder": str(dataset.parent),
+            "rule": rule,
+        }
         name = self.name.format_map(fields)
         path = self.path.format_map(fields) if self.path is not None else None
         operands = {var: tmpl.format_map(fields) for var, tmpl in self.operands.items()}
         where = f"plugins.{NAME}.rules[{self.index}]"
         if not _PLAIN_NAME.fullmatch(name):
-            log.warning("%s: skipped for %s: the name %r is not a plain dataset name "
-                        "(letters, digits, '_', '-', '.')", where, remote_path, name)
+            log.warning(
+                "%s: skipped for %s: the name %r is not a plain dataset name "
+                "(letters, digits, '_', '-', '.')",
+                where,
+                remote_path,
+                name,
+            )
             return None
         if path is not None and not path.endswith(".b2nd"):
-            log.warning("%s: skipped for %s: the path %r does not end in .b2nd", where,
-                        remote_path, path)
+            log.warning(
+                "%s: skipped for %s: the path %r does not end in .b2nd", where, remote_path, path
+            )
             return None
         for what, target in [("path", path), *operands.items()]:
             problem = _remote_problem(target)
             if problem is not None:
-                log.warning("%s: skipped for %s: %s %r %s", where, remote_path, what, target,
-                            problem)
+                log.warning(
+                    "%s: skipped for %s: %s %r %s", where, remote_path, what, target, problem
+                )
                 return None
         destination = path if path is not None else f"@personal/{name}.b2nd"
         if destination == remote_path or destination in operands.values():
-            log.warning("%s: skipped for %s: the result would overwrite an operand (%s)",
-                        where, remote_path, destination)
+            log.warning(
+                "%s: skipped for %s: the result would overwrite an operand (%s)",
+                where,
+                remote_path,
+                destination,
+            )
             return None
-        return LazyExprRequest(name=name, expression=self.expression,
-                               operands=MappingProxyType({self.variable: remote_path,
-                                                          **operands}),
-                               path=path)
+        return LazyExprRequest(
+            name=name,
+            expression=self.expression,
+            operands=MappingProxyType({self.variable: remote_path, **operands}),
+            path=path,
+        )
 
 
 def _remote_problem(path: str | None) -> str | None:
     if path is None:
         return None
     segments = path.split("/")
-    if not path.startswith("@") or len(segments) < 2 or any(
-            s in ("", ".", "..") for s in segments):
+    if not path.startswith("@") or len(segments) < 2 or any(s in ("", ".", "..") for s in segments):
         return 'is not a remote path like "@shared/folder/data.b2nd"'
     return None
 
@@ -132,21 +158,29 @@ def _template(value: object, key: str, *, required: bool = True) -> str | None:
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as exc:
-        raise SettingProblem(key, f"bad template {value!r}: {exc} "
-                                  "(write {{ and }} for literal braces)") from None
+        raise SettingProblem(
+            key, f"bad template {value!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        ) from None
     for _, field_name, _, _ in parsed:
         if field_name is not None and field_name not in FIELDS:
             shown = "{" + field_name + "}" if field_name else "{}"
-            raise SettingProblem(key, f"unknown template field {shown} (expected "
-                                      + ", ".join("{" + f + "}" for f in FIELDS) + ")")
+            raise SettingProblem(
+                key,
+                f"unknown template field {shown} (expected "
+                + ", ".join("{" + f + "}" for f in FIELDS)
+                + ")",
+            )
     return value
 
 
 def _remote_template(value: object, key: str, *, required: bool = True) -> str | None:
     text = _template(value, key, required=required)
     if text is not None and not (text.startswith("@") or text.startswith("{folder}")):
-        raise SettingProblem(key, 'expected a remote path starting with a root like "@shared/"'
-                                  f" or with {{folder}}, got {text!r}")
+        raise SettingProblem(
+            key,
+            'expected a remote path starting with a root like "@shared/"'
+            f" or with {{folder}}, got {text!r}",
+        )
     return text
 
 
@@ -162,29 +196,37 @@ def _one_rule(index: int, table: object) -> DeriveRule:
         raise SettingProblem(prefix, f"expected a table, got {table!r}")
     for key in table:
         if key not in _RULE_KEYS:
-            raise SettingProblem(f"{prefix}.{key}", "unknown key (expected one of: "
-                                 + ", ".join(sorted(_RULE_KEYS)) + ")")
+            raise SettingProblem(
+                f"{prefix}.{key}",
+                "unknown key (expected one of: " + ", ".join(sorted(_RULE_KEYS)) + ")",
+            )
     for key in ("match", "name", "expression"):
         if key not in table:
             raise SettingProblem(f"{prefix}.{key}", "missing required key")
     match = table["match"]
     if not isinstance(match, str) or not match.strip() or "/" in match:
-        raise SettingProblem(f"{prefix}.match", "expected a glob on the dataset's name like "
-                                                f'"run_*.b2nd" (no "/"), got {match!r}')
+        raise SettingProblem(
+            f"{prefix}.match",
+            f'expected a glob on the dataset\'s name like "run_*.b2nd" (no "/"), got {match!r}',
+        )
     name = _template(table["name"], f"{prefix}.name")
     assert name is not None
     if "/" in name or "{folder}" in name:
-        raise SettingProblem(f"{prefix}.name", 'expected a dataset name, without "/" or '
-                                               "{folder} (use path to choose the folder)")
+        raise SettingProblem(
+            f"{prefix}.name",
+            'expected a dataset name, without "/" or {folder} (use path to choose the folder)',
+        )
     expression = table["expression"]
     if not isinstance(expression, str) or not expression.strip():
-        raise SettingProblem(f"{prefix}.expression",
-                             f"expected a non-empty string, got {expression!r}")
+        raise SettingProblem(
+            f"{prefix}.expression", f"expected a non-empty string, got {expression!r}"
+        )
     used = set(_IDENTIFIER.findall(expression))
     variable = _identifier(table.get("variable", "x"), f"{prefix}.variable")
     if variable not in used:
-        raise SettingProblem(f"{prefix}.variable",
-                             f"{variable} (the matched dataset) is not used in the expression")
+        raise SettingProblem(
+            f"{prefix}.variable", f"{variable} (the matched dataset) is not used in the expression"
+        )
     raw_operands = table.get("operands", {})
     if not isinstance(raw_operands, dict):
         raise SettingProblem(f"{prefix}.operands", f"expected a table, got {raw_operands!r}")
@@ -202,8 +244,15 @@ def _one_rule(index: int, table: object) -> DeriveRule:
     path = _remote_template(table.get("path"), f"{prefix}.path", required=False)
     if path is not None and not path.endswith((".b2nd", "}")):  # "{folder}/{name}" is fine
         raise SettingProblem(f"{prefix}.path", f'expected a path ending in ".b2nd", got {path!r}')
-    return DeriveRule(index=index, match=match, name=name, expression=expression,
-                      variable=variable, operands=MappingProxyType(operands), path=path)
+    return DeriveRule(
+        index=index,
+        match=match,
+        name=name,
+        expression=expression,
+        variable=variable,
+        operands=MappingProxyType(operands),
+        path=path,
+    )
 
 
 def parse_rules(value: object) -> tuple[DeriveRule, ...]:
@@ -223,8 +272,11 @@ def current_rules() -> tuple[DeriveRule, ...]:
     return _rules
 
 
-def requests_for(rules: tuple[DeriveRule, ...], rule: str, remote_path: str,
-                 ) -> list[LazyExprRequest]:
+def requests_for(
+    rules: tuple[DeriveRule, ...],
+    rule: str,
+    remote_path: str,
+) -> list[LazyExprRequest]:
     """The requests of every matching rule, in order."""
     requests = []
     for derive in rules:
@@ -236,8 +288,9 @@ def requests_for(rules: tuple[DeriveRule, ...], rule: str, remote_path: str,
 
 
 @hookimpl
-def cat2sync_declare_settings(declare: Callable[[str, Mapping[str, SettingSpec]], None],
-                              ) -> None:
+def cat2sync_declare_settings(
+    declare: Callable[[str, Mapping[str, SettingSpec]], None],
+) -> None:
     declare(NAME, SETTINGS)
 
 
@@ -253,6 +306,9 @@ def cat2sync_configure(manifest: Manifest) -> None:
 
 
 @hookimpl
-def cat2sync_lazyexprs(rule: UploadRule, remote_path: str, info: Mapping[str, Any],
-                       ) -> list[LazyExprRequest] | None:
+def cat2sync_lazyexprs(
+    rule: UploadRule,
+    remote_path: str,
+    info: Mapping[str, Any],
+) -> list[LazyExprRequest] | None:
     return requests_for(_rules, rule.name, remote_path) or None

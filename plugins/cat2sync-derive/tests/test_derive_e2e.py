@@ -37,8 +37,9 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     path = tmp_path / "cat2sync.toml"
     path.write_text(MANIFEST)
     plugins = Plugins(entry_points=False, extra=[derive])
-    plugins.configure(load_manifest(path, plugin_settings=plugins.declared_settings(),
-                                    check_paths=False))
+    plugins.configure(
+        load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
+    )
     return plugins
 
 
@@ -48,8 +49,9 @@ def upload_array(client: Client, data_dir: Path, remote: str, data: np.ndarray) 
     return str(client.upload(local, remote))
 
 
-def test_requests_computed_on_the_server(client: Client, remote_dir: str, data_dir: Path,
-                                         plugins: Plugins) -> None:
+def test_requests_computed_on_the_server(
+    client: Client, remote_dir: str, data_dir: Path, plugins: Plugins
+) -> None:
     raw = np.arange(40, dtype="f8").reshape(8, 5)
     dark = np.full((8, 5), 3.0)
     stem = f"run_{uuid.uuid4().hex[:8]}"  # the second rule writes to @personal/<stem>_...

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from cat2sync import Client
     from cat2sync.manifest import Manifest, UploadRule
 
-__all__ = ["MODES", "NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "SettingProblem",
-           "convert_hdf5"]
+__all__ = ["MODES", "NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "SettingProblem", "convert_hdf5"]
 
 #: The plugin's name: its entry point, ``[plugins.hdf5]`` and ``disable = ["hdf5"]``.
 NAME: Final = "hdf5"
@@ -43,12 +42,18 @@ SUFFIXES: Final = (".h5", ".hdf5")
 SLAB_BYTES: Final = 32 * 2**20
 
 SETTINGS: Final[Mapping[str, SettingSpec]] = {
-    "mode": SettingSpec(type=str, default="unfold",
-                        description='"unfold" on the server after upload, or "convert" '
-                                    "one dataset to .b2nd before upload"),
-    "dataset": SettingSpec(type=str, default=None,
-                           description='the HDF5 dataset to convert (required with '
-                                       'mode = "convert"), e.g. "/entry/data"'),
+    "mode": SettingSpec(
+        type=str,
+        default="unfold",
+        description='"unfold" on the server after upload, or "convert" '
+        "one dataset to .b2nd before upload",
+    ),
+    "dataset": SettingSpec(
+        type=str,
+        default=None,
+        description="the HDF5 dataset to convert (required with "
+        'mode = "convert"), e.g. "/entry/data"',
+    ),
 }
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
@@ -74,11 +79,15 @@ class Hdf5Options:
             raise SettingProblem("mode", f'expected "unfold" or "convert", got {mode!r}')
         dataset = merged["dataset"]
         if dataset is not None and (not isinstance(dataset, str) or not dataset.strip("/")):
-            raise SettingProblem("dataset", f'expected an HDF5 dataset path like "/entry/data",'
-                                            f" got {dataset!r}")
+            raise SettingProblem(
+                "dataset", f'expected an HDF5 dataset path like "/entry/data", got {dataset!r}'
+            )
         if mode == "convert" and dataset is None:
-            raise SettingProblem("dataset", 'missing: mode = "convert" needs the HDF5 dataset '
-                                            'to convert, e.g. dataset = "/entry/data"')
+            raise SettingProblem(
+                "dataset",
+                'missing: mode = "convert" needs the HDF5 dataset '
+                'to convert, e.g. dataset = "/entry/data"',
+            )
         return cls(mode=mode, dataset=dataset)
 
 
@@ -135,15 +144,17 @@ def convert_hdf5(source: Path, dest: Path, ctx: ConverterContext) -> None:
             if not isinstance(obj, h5py.Dataset):
                 what = "not a dataset" if obj is not None else "no such dataset"
                 listing = ", ".join(_datasets(h5)) or "none"
-                raise ValueError(f"{source.name}: {opts.dataset}: {what} "
-                                 f"(datasets: {listing})")
+                raise ValueError(f"{source.name}: {opts.dataset}: {what} (datasets: {listing})")
             if obj.shape is None:
-                raise ValueError(f"{source.name}: {opts.dataset}: an empty HDF5 dataset "
-                                 "has no data to convert")
+                raise ValueError(
+                    f"{source.name}: {opts.dataset}: an empty HDF5 dataset has no data to convert"
+                )
             dtype = np.dtype(obj.dtype)
             if dtype.hasobject:
-                raise ValueError(f"{source.name}: {opts.dataset}: variable-length data "
-                                 f"(dtype {obj.dtype}) cannot be stored in a .b2nd")
+                raise ValueError(
+                    f"{source.name}: {opts.dataset}: variable-length data "
+                    f"(dtype {obj.dtype}) cannot be stored in a .b2nd"
+                )
             _copy(obj, dest, dtype.newbyteorder("=") if not dtype.isnative else dtype)
     except BaseException:
         dest.unlink(missing_ok=True)
@@ -170,8 +181,9 @@ def _copy(ds: Any, dest: Path, dtype: np.dtype[Any]) -> None:
 
 
 @hookimpl
-def cat2sync_declare_settings(declare: Callable[[str, Mapping[str, SettingSpec]], None],
-                              ) -> None:
+def cat2sync_declare_settings(
+    declare: Callable[[str, Mapping[str, SettingSpec]], None],
+) -> None:
     declare(NAME, SETTINGS)
 
 
@@ -194,8 +206,7 @@ def cat2sync_register_converters(register: Callable[[str, Converter], None]) -> 
 
 
 @hookimpl
-def cat2sync_uploaded(rule: UploadRule, local_path: Path, remote_path: str,
-                      client: Client) -> None:
+def cat2sync_uploaded(rule: UploadRule, local_path: Path, remote_path: str, client: Client) -> None:
     """In ``unfold`` mode, unfold an uploaded ``.h5``/``.hdf5`` on the server."""
     if _options.mode == "unfold" and is_hdf5(remote_path):
         client.unfold(remote_path)

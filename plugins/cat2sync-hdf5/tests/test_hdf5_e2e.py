@@ -22,8 +22,9 @@ def configured(tmp_path: Path, table: str) -> Plugins:
     path = tmp_path / "cat2sync.toml"
     path.write_text(f"[plugins.hdf5]\n{table}\n")
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    plugins.configure(load_manifest(path, plugin_settings=plugins.declared_settings(),
-                                    check_paths=False))
+    plugins.configure(
+        load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
+    )
     return plugins
 
 
@@ -40,8 +41,9 @@ def make_h5(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", ["scan.h5", "scan.hdf5"])
-def test_unfold_after_upload(client: Client, remote_dir: str, data_dir: Path, tmp_path: Path,
-                             name: str) -> None:
+def test_unfold_after_upload(
+    client: Client, remote_dir: str, data_dir: Path, tmp_path: Path, name: str
+) -> None:
     plugins = configured(tmp_path, 'mode = "unfold"')
     local = make_h5(data_dir / name)
     rule = UploadRule(name="scans", local=data_dir, remote=remote_dir)
@@ -59,8 +61,9 @@ def test_unfold_after_upload(client: Client, remote_dir: str, data_dir: Path, tm
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "SCAN.H5"])
-def test_other_files_are_left_alone(client: Client, remote_dir: str, data_dir: Path,
-                                    tmp_path: Path, name: str) -> None:
+def test_other_files_are_left_alone(
+    client: Client, remote_dir: str, data_dir: Path, tmp_path: Path, name: str
+) -> None:
     # The server keeps only exact ".h5"/".hdf5" names as HDF5; "SCAN.H5" is a plain file.
     plugins = configured(tmp_path, "")
     local = make_h5(data_dir / name)

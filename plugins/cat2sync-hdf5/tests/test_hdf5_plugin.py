@@ -40,8 +40,12 @@ def h5file(tmp_path: Path) -> Path:
     path = tmp_path / "scan.h5"
     with h5py.File(path, "w") as f:
         entry = f.create_group("entry")
-        entry.create_dataset("data", data=np.arange(300 * 4, dtype="f4").reshape(300, 4),
-                             chunks=(7, 4), compression="gzip")
+        entry.create_dataset(
+            "data",
+            data=np.arange(300 * 4, dtype="f4").reshape(300, 4),
+            chunks=(7, 4),
+            compression="gzip",
+        )
         entry["scalar"] = np.float64(1.25)
         entry["empty"] = np.zeros((0, 3), dtype="i2")
         entry["big"] = np.arange(10, dtype=">i4")
@@ -50,8 +54,9 @@ def h5file(tmp_path: Path) -> Path:
     return path
 
 
-def test_convert_a_dataset_in_slabs(h5file: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_convert_a_dataset_in_slabs(
+    h5file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(hdf5, "SLAB_BYTES", 1)
     dest = tmp_path / "scan.b2nd"
     hdf5.convert_hdf5(h5file, dest, ctx(dataset="/entry/data"))
@@ -60,13 +65,17 @@ def test_convert_a_dataset_in_slabs(h5file: Path, tmp_path: Path,
     np.testing.assert_array_equal(out[()], np.arange(1200, dtype="f4").reshape(300, 4))
 
 
-@pytest.mark.parametrize(("dataset", "expected"), [
-    ("entry/scalar", np.float64(1.25) * np.ones(())),
-    ("/entry/empty", np.zeros((0, 3), dtype="i2")),
-    ("/entry/big", np.arange(10, dtype="i4")),
-])
-def test_convert_shapes_and_dtypes(h5file: Path, tmp_path: Path, dataset: str,
-                                   expected: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ("entry/scalar", np.float64(1.25) * np.ones(())),
+        ("/entry/empty", np.zeros((0, 3), dtype="i2")),
+        ("/entry/big", np.arange(10, dtype="i4")),
+    ],
+)
+def test_convert_shapes_and_dtypes(
+    h5file: Path, tmp_path: Path, dataset: str, expected: np.ndarray
+) -> None:
     hdf5.convert_hdf5(h5file, tmp_path / "o.b2nd", ctx(dataset=dataset))
     out = blosc2.open(str(tmp_path / "o.b2nd"))
     assert out.shape == expected.shape
@@ -74,14 +83,18 @@ def test_convert_shapes_and_dtypes(h5file: Path, tmp_path: Path, dataset: str,
     np.testing.assert_array_equal(out[()], expected)
 
 
-@pytest.mark.parametrize(("dataset", "message"), [
-    ("/entry/missing", r"scan\.h5: /entry/missing: no such dataset \(datasets: /entry/big, "),
-    ("/entry", r"/entry: not a dataset"),
-    ("/entry/names", r"variable-length data"),
-    ("/entry/nothing", r"an empty HDF5 dataset"),
-])
-def test_convert_errors_are_clear_and_leave_nothing(h5file: Path, tmp_path: Path,
-                                                    dataset: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ("/entry/missing", r"scan\.h5: /entry/missing: no such dataset \(datasets: /entry/big, "),
+        ("/entry", r"/entry: not a dataset"),
+        ("/entry/names", r"variable-length data"),
+        ("/entry/nothing", r"an empty HDF5 dataset"),
+    ],
+)
+def test_convert_errors_are_clear_and_leave_nothing(
+    h5file: Path, tmp_path: Path, dataset: str, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         hdf5.convert_hdf5(h5file, tmp_path / "o.b2nd", ctx(dataset=dataset))
     assert not (tmp_path / "o.b2nd").exists()
@@ -112,7 +125,8 @@ def test_convert_mode_without_dataset_is_a_manifest_error(tmp_path: Path) -> Non
         hdf5.cat2sync_configure(manifest)
     assert str(info.value) == (
         f'{manifest.source}: plugins.hdf5.dataset: missing: mode = "convert" needs the HDF5 '
-        'dataset to convert, e.g. dataset = "/entry/data"')
+        'dataset to convert, e.g. dataset = "/entry/data"'
+    )
 
 
 def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
@@ -127,8 +141,7 @@ def test_converters_only_in_convert_mode(tmp_path: Path, h5file: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
     plugins.configure(manifest_with(tmp_path, plugins, 'mode = "unfold"'))
     assert not {".h5", ".hdf5"} & set(plugins.converters)
-    plugins.configure(manifest_with(tmp_path, plugins,
-                                    'mode = "convert"\ndataset = "/entry/big"'))
+    plugins.configure(manifest_with(tmp_path, plugins, 'mode = "convert"\ndataset = "/entry/big"'))
     assert {".h5", ".hdf5"} <= set(plugins.converters)
     # The daemon's context may carry no settings: the configured dataset is used.
     plugins.converters[".h5"][1](h5file, tmp_path / "o.b2nd", ConverterContext())

@@ -44,8 +44,16 @@ from cat2sync.plugins import hookimpl
 if TYPE_CHECKING:
     from cat2sync.manifest import Manifest
 
-__all__ = ["KINDS", "NAME", "QUEUE_SIZE", "SETTINGS", "Notifier", "NotifyOptions",
-           "SettingProblem", "event_record"]
+__all__ = [
+    "KINDS",
+    "NAME",
+    "QUEUE_SIZE",
+    "SETTINGS",
+    "Notifier",
+    "NotifyOptions",
+    "SettingProblem",
+    "event_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +64,23 @@ KINDS: Final = tuple(kind.value for kind in EventKind)
 QUEUE_SIZE: Final = 100
 
 SETTINGS: Final[Mapping[str, SettingSpec]] = {
-    "file": SettingSpec(type=Path, default=None,
-                        description="append events as JSON lines to this file (relative "
-                                    "to the manifest's folder); absent: no file"),
-    "kinds": SettingSpec(type=list, default=None,
-                         description="event kinds to report (" + ", ".join(KINDS)
-                                     + "); absent: all"),
-    "webhook": SettingSpec(type=str, default=None,
-                           description="POST each event as JSON to this http(s) URL"),
-    "webhook_timeout": SettingSpec(type=float, default=5.0,
-                                   description="seconds to wait for the webhook"),
+    "file": SettingSpec(
+        type=Path,
+        default=None,
+        description="append events as JSON lines to this file (relative "
+        "to the manifest's folder); absent: no file",
+    ),
+    "kinds": SettingSpec(
+        type=list,
+        default=None,
+        description="event kinds to report (" + ", ".join(KINDS) + "); absent: all",
+    ),
+    "webhook": SettingSpec(
+        type=str, default=None, description="POST each event as JSON to this http(s) URL"
+    ),
+    "webhook_timeout": SettingSpec(
+        type=float, default=5.0, description="seconds to wait for the webhook"
+    ),
 }
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
@@ -106,8 +121,10 @@ class NotifyOptions:
                 raise SettingProblem("kinds", f"expected an array of strings, got {kinds!r}")
             for index, kind in enumerate(kinds):
                 if kind not in KINDS:
-                    raise SettingProblem(f"kinds[{index}]", f"unknown event kind {kind!r} "
-                                         f"(expected one of: {', '.join(KINDS)})")
+                    raise SettingProblem(
+                        f"kinds[{index}]",
+                        f"unknown event kind {kind!r} (expected one of: {', '.join(KINDS)})",
+                    )
             kinds = frozenset(kinds)
         webhook = merged["webhook"]
         if webhook is not None:
@@ -119,8 +136,9 @@ class NotifyOptions:
                 raise SettingProblem("webhook", "expected an http:// or https:// URL")
         timeout = merged["webhook_timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise SettingProblem("webhook_timeout",
-                                 f"expected a positive number of seconds, got {timeout!r}")
+            raise SettingProblem(
+                "webhook_timeout", f"expected a positive number of seconds, got {timeout!r}"
+            )
         return cls(file=file, kinds=kinds, webhook=webhook, webhook_timeout=float(timeout))
 
 
@@ -191,16 +209,21 @@ class Notifier:
         except queue.Full:
             if not self._dropping:
                 self._dropping = True
-                log.warning("notify: webhook %s is behind (%d events waiting): dropping "
-                            "events until it catches up", _where(job[0]), QUEUE_SIZE)
+                log.warning(
+                    "notify: webhook %s is behind (%d events waiting): dropping "
+                    "events until it catches up",
+                    _where(job[0]),
+                    QUEUE_SIZE,
+                )
             return
         self._dropping = False
 
     def _ensure_worker(self) -> None:
         with self._start_lock:
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._run, name="cat2sync-notify",
-                                                daemon=True)
+                self._worker = threading.Thread(
+                    target=self._run, name="cat2sync-notify", daemon=True
+                )
                 self._worker.start()
 
     def _run(self) -> None:
@@ -223,8 +246,12 @@ class Notifier:
             log.warning("notify: webhook POST to %s failed: %s", _where(url), reason)
             return
         if not response.is_success:
-            log.warning("notify: webhook POST to %s failed: HTTP %d %s", _where(url),
-                        response.status_code, response.reason_phrase)
+            log.warning(
+                "notify: webhook POST to %s failed: HTTP %d %s",
+                _where(url),
+                response.status_code,
+                response.reason_phrase,
+            )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued POST was attempted; False on timeout."""
@@ -258,8 +285,9 @@ def notifier() -> Notifier:
 
 
 @hookimpl
-def cat2sync_declare_settings(declare: Callable[[str, Mapping[str, SettingSpec]], None],
-                              ) -> None:
+def cat2sync_declare_settings(
+    declare: Callable[[str, Mapping[str, SettingSpec]], None],
+) -> None:
     declare(NAME, SETTINGS)
 
 

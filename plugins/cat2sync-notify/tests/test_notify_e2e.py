@@ -23,8 +23,9 @@ def plugins() -> Iterator[Plugins]:
     notify.notifier().configure(notify.NotifyOptions())  # back to disabled
 
 
-def test_events_reach_file_and_webhook(plugins: Plugins, tmp_path: Path, client: Client,
-                                       remote_dir: str, data_dir: Path) -> None:
+def test_events_reach_file_and_webhook(
+    plugins: Plugins, tmp_path: Path, client: Client, remote_dir: str, data_dir: Path
+) -> None:
     with Receiver() as receiver:
         manifest = tmp_path / "cat2sync.toml"
         manifest.write_text(f"""
@@ -34,8 +35,9 @@ kinds = ["uploaded", "failed"]
 webhook = "{receiver.url}/cat2sync"
 webhook_timeout = 3
 """)
-        plugins.configure(load_manifest(manifest, plugin_settings=plugins.declared_settings(),
-                                        check_paths=False))
+        plugins.configure(
+            load_manifest(manifest, plugin_settings=plugins.declared_settings(), check_paths=False)
+        )
         info = next(p for p in plugins.describe() if p.name == "cat2sync_notify")
         assert "cat2sync_event" in info.hooks
 
@@ -43,18 +45,29 @@ webhook_timeout = 3
         local = data_dir / "notes.txt"
         local.write_text("hello")
         remote = str(client.upload(local, f"{remote_dir}/notes.txt"))
-        plugins.event(Event(kind=EventKind.UPLOADED, rule="docs", path="notes.txt",
-                            remote=remote, bytes=local.stat().st_size))
+        plugins.event(
+            Event(
+                kind=EventKind.UPLOADED,
+                rule="docs",
+                path="notes.txt",
+                remote=remote,
+                bytes=local.stat().st_size,
+            )
+        )
         plugins.event(Event(kind=EventKind.SKIPPED, rule="docs", path="x", message="unsafe"))
-        plugins.event(Event(kind=EventKind.FAILED, rule="docs", path="y.txt",
-                            message="Timeout: no answer"))
+        plugins.event(
+            Event(kind=EventKind.FAILED, rule="docs", path="y.txt", message="Timeout: no answer")
+        )
         bodies = receiver.wait_for(2)
 
-    written = [json.loads(line) for line in
-               (tmp_path / "state" / "events.jsonl").read_text().splitlines()]
+    written = [
+        json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+    ]
     assert written == bodies
     assert [(r["kind"], r["path"], r["remote"], r["bytes"]) for r in written] == [
-        ("uploaded", "notes.txt", remote, 5), ("failed", "y.txt", None, 0)]
+        ("uploaded", "notes.txt", remote, 5),
+        ("failed", "y.txt", None, 0),
+    ]
     assert receiver.paths == ["/cat2sync", "/cat2sync"]
 
 
@@ -64,10 +77,12 @@ def test_disable_by_name_is_honoured_via_entry_point_name(tmp_path: Path) -> Non
     plugins = Plugins(entry_points=False, extra=[])
     plugins.pm.register(notify, name=notify.NAME)
     manifest = tmp_path / "cat2sync.toml"
-    manifest.write_text('[plugins]\ndisable = ["notify"]\n'
-                        '[plugins.notify]\nfile = "events.jsonl"\n')
-    plugins.configure(load_manifest(manifest, plugin_settings=plugins.declared_settings(),
-                                    check_paths=False))
+    manifest.write_text(
+        '[plugins]\ndisable = ["notify"]\n[plugins.notify]\nfile = "events.jsonl"\n'
+    )
+    plugins.configure(
+        load_manifest(manifest, plugin_settings=plugins.declared_settings(), check_paths=False)
+    )
     plugins.event(Event(kind=EventKind.UPLOADED, rule="r", path="a"))
     assert not (tmp_path / "events.jsonl").exists()
     assert notify.NAME not in [p.name for p in plugins.describe()]

@@ -23,10 +23,22 @@ from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.plugins.manager import Plugins
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
-UPLOADED = Event(kind=EventKind.UPLOADED, rule="camera", path="run_1.b2nd",
-                 remote="@shared/camera/run_1.b2nd", rows=100, bytes=81920, seconds=0.5)
-FAILED = Event(kind=EventKind.FAILED, rule="camera", path="bad.npy",
-               remote="@shared/camera/bad.b2nd", message="ValueError: objects")
+UPLOADED = Event(
+    kind=EventKind.UPLOADED,
+    rule="camera",
+    path="run_1.b2nd",
+    remote="@shared/camera/run_1.b2nd",
+    rows=100,
+    bytes=81920,
+    seconds=0.5,
+)
+FAILED = Event(
+    kind=EventKind.FAILED,
+    rule="camera",
+    path="bad.npy",
+    remote="@shared/camera/bad.b2nd",
+    message="ValueError: objects",
+)
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -49,9 +61,15 @@ def notifier() -> Iterator[notify.Notifier]:
 def test_record() -> None:
     now = dt.datetime(2025, 1, 31, 12, 0, 0, 123456, tzinfo=dt.UTC)
     assert notify.event_record(UPLOADED, now) == {
-        "time": "2025-01-31T12:00:00.123Z", "kind": "uploaded", "rule": "camera",
-        "path": "run_1.b2nd", "remote": "@shared/camera/run_1.b2nd", "rows": 100,
-        "bytes": 81920, "message": None}
+        "time": "2025-01-31T12:00:00.123Z",
+        "kind": "uploaded",
+        "rule": "camera",
+        "path": "run_1.b2nd",
+        "remote": "@shared/camera/run_1.b2nd",
+        "rows": 100,
+        "bytes": 81920,
+        "message": None,
+    }
     record = notify.event_record(FAILED)
     assert record["message"] == "ValueError: objects" and record["rows"] is None
     stamp = dt.datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
@@ -67,14 +85,17 @@ def test_json_lines_appended(tmp_path: Path, notifier: notify.Notifier) -> None:
     notifier.handle(FAILED)
     got = lines(path)
     assert got[0] == {"earlier": True}
-    assert [(r["kind"], r["path"]) for r in got[1:]] == [("uploaded", "run_1.b2nd"),
-                                                         ("failed", "bad.npy")]
+    assert [(r["kind"], r["path"]) for r in got[1:]] == [
+        ("uploaded", "run_1.b2nd"),
+        ("failed", "bad.npy"),
+    ]
     assert set(got[1]) == {"time", "kind", "rule", "path", "remote", "rows", "bytes", "message"}
 
 
 def test_kinds_filter(tmp_path: Path, notifier: notify.Notifier) -> None:
-    notifier.configure(notify.NotifyOptions(file=tmp_path / "e.jsonl",
-                                            kinds=frozenset({"failed", "skipped"})))
+    notifier.configure(
+        notify.NotifyOptions(file=tmp_path / "e.jsonl", kinds=frozenset({"failed", "skipped"}))
+    )
     for event in (UPLOADED, FAILED, UPLOADED):
         notifier.handle(event)
     assert [r["kind"] for r in lines(tmp_path / "e.jsonl")] == ["failed"]
@@ -86,8 +107,15 @@ def test_concurrent_events_give_whole_lines(tmp_path: Path, notifier: notify.Not
 
     def burst(worker: int) -> None:
         for i in range(200):
-            notifier.handle(Event(kind=EventKind.APPENDED, rule=f"r{worker}", path=f"{i}.b2nd",
-                                  rows=i, message="x" * 500))
+            notifier.handle(
+                Event(
+                    kind=EventKind.APPENDED,
+                    rule=f"r{worker}",
+                    path=f"{i}.b2nd",
+                    rows=i,
+                    message="x" * 500,
+                )
+            )
 
     threads = [threading.Thread(target=burst, args=(w,)) for w in range(8)]
     for t in threads:
@@ -97,7 +125,8 @@ def test_concurrent_events_give_whole_lines(tmp_path: Path, notifier: notify.Not
     got = lines(path)
     assert len(got) == 1600
     assert {(r["rule"], r["path"]) for r in got} == {
-        (f"r{w}", f"{i}.b2nd") for w in range(8) for i in range(200)}
+        (f"r{w}", f"{i}.b2nd") for w in range(8) for i in range(200)
+    }
 
 
 def test_disabled_by_default(tmp_path: Path, notifier: notify.Notifier) -> None:
@@ -108,8 +137,9 @@ def test_disabled_by_default(tmp_path: Path, notifier: notify.Notifier) -> None:
 
 def test_webhook_gets_the_same_json(tmp_path: Path, notifier: notify.Notifier) -> None:
     with Receiver() as receiver:
-        notifier.configure(notify.NotifyOptions(file=tmp_path / "e.jsonl",
-                                                webhook=receiver.url + "/hook/s3cr3t"))
+        notifier.configure(
+            notify.NotifyOptions(file=tmp_path / "e.jsonl", webhook=receiver.url + "/hook/s3cr3t")
+        )
         notifier.handle(UPLOADED)
         notifier.handle(FAILED)
         bodies = receiver.wait_for(2)
@@ -117,15 +147,17 @@ def test_webhook_gets_the_same_json(tmp_path: Path, notifier: notify.Notifier) -
     assert receiver.paths == ["/hook/s3cr3t", "/hook/s3cr3t"]
 
 
-def test_slow_webhook_never_blocks(notifier: notify.Notifier,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_slow_webhook_never_blocks(
+    notifier: notify.Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
     def failures() -> list[str]:
         return [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
 
     with caplog.at_level(logging.WARNING, "cat2sync_notify"):
         with Receiver(delay=2.0) as receiver:
-            notifier.configure(notify.NotifyOptions(webhook=receiver.url + "/s3cr3t",
-                                                    webhook_timeout=0.2))
+            notifier.configure(
+                notify.NotifyOptions(webhook=receiver.url + "/s3cr3t", webhook_timeout=0.2)
+            )
             started = time.monotonic()
             for _ in range(notify.QUEUE_SIZE * 3):
                 notifier.handle(UPLOADED)
@@ -141,39 +173,47 @@ def test_slow_webhook_never_blocks(notifier: notify.Notifier,
     assert "s3cr3t" not in caplog.text
 
 
-def test_unreachable_webhook_is_one_warning(notifier: notify.Notifier,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_webhook_is_one_warning(
+    notifier: notify.Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
     with socket.socket() as sock:  # a loopback port that nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    notifier.configure(notify.NotifyOptions(webhook=f"http://127.0.0.1:{port}/x",
-                                            webhook_timeout=1))
+    notifier.configure(
+        notify.NotifyOptions(webhook=f"http://127.0.0.1:{port}/x", webhook_timeout=1)
+    )
     with caplog.at_level(logging.WARNING, "cat2sync_notify"):
         notifier.handle(UPLOADED)  # does not raise
         assert notifier.flush()
     [record] = caplog.records
     assert record.getMessage().startswith(
-        f"notify: webhook POST to http://127.0.0.1:{port} failed: ConnectError")
+        f"notify: webhook POST to http://127.0.0.1:{port} failed: ConnectError"
+    )
 
 
-def test_http_error_status_is_a_warning(notifier: notify.Notifier,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_http_error_status_is_a_warning(
+    notifier: notify.Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
     with Receiver(status=500) as receiver, caplog.at_level(logging.WARNING, "cat2sync_notify"):
         notifier.configure(notify.NotifyOptions(webhook=receiver.url + "/token"))
         notifier.handle(FAILED)
         assert notifier.flush()
     [record] = caplog.records
-    assert record.getMessage() == (f"notify: webhook POST to {receiver.url} failed: "
-                                   "HTTP 500 Internal Server Error")
+    assert record.getMessage() == (
+        f"notify: webhook POST to {receiver.url} failed: HTTP 500 Internal Server Error"
+    )
 
 
-@pytest.mark.parametrize(("settings", "key", "message"), [
-    ({"kinds": ["uploaded", "sent"]}, "kinds[1]", "unknown event kind 'sent'"),
-    ({"kinds": "failed"}, "kinds", "expected an array"),
-    ({"webhook": "ftp://example.org/x"}, "webhook", "expected an http:// or https:// URL"),
-    ({"webhook": "https:///nohost"}, "webhook", "expected an http:// or https:// URL"),
-    ({"webhook_timeout": 0}, "webhook_timeout", "positive number"),
-])
+@pytest.mark.parametrize(
+    ("settings", "key", "message"),
+    [
+        ({"kinds": ["uploaded", "sent"]}, "kinds[1]", "unknown event kind 'sent'"),
+        ({"kinds": "failed"}, "kinds", "expected an array"),
+        ({"webhook": "ftp://example.org/x"}, "webhook", "expected an http:// or https:// URL"),
+        ({"webhook": "https:///nohost"}, "webhook", "expected an http:// or https:// URL"),
+        ({"webhook_timeout": 0}, "webhook_timeout", "positive number"),
+    ],
+)
 def test_bad_settings(settings: dict[str, object], key: str, message: str) -> None:
     with pytest.raises(notify.SettingProblem, match=message) as info:
         notify.NotifyOptions.from_settings(settings)
@@ -182,15 +222,18 @@ def test_bad_settings(settings: dict[str, object], key: str, message: str) -> No
 
 def test_settings_from_the_manifest(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[notify])
-    manifest = manifest_with(tmp_path, plugins, 'file = "logs/events.jsonl"\n'
-                             'kinds = ["failed"]\nwebhook_timeout = 2')
+    manifest = manifest_with(
+        tmp_path, plugins, 'file = "logs/events.jsonl"\nkinds = ["failed"]\nwebhook_timeout = 2'
+    )
     options = notify.NotifyOptions.from_settings(manifest.plugins.settings["notify"])
     assert options.file == tmp_path.resolve() / "logs" / "events.jsonl"
     assert options.kinds == frozenset({"failed"})
     assert options.webhook_timeout == 2.0 and options.webhook is None
     defaults = manifest_with(tmp_path, plugins, "")
-    assert notify.NotifyOptions.from_settings(defaults.plugins.settings["notify"]) == \
-        notify.NotifyOptions()
+    assert (
+        notify.NotifyOptions.from_settings(defaults.plugins.settings["notify"])
+        == notify.NotifyOptions()
+    )
 
 
 def test_configure_errors_are_one_line_and_hide_the_url(tmp_path: Path) -> None:
@@ -198,10 +241,14 @@ def test_configure_errors_are_one_line_and_hide_the_url(tmp_path: Path) -> None:
     manifest = manifest_with(tmp_path, plugins, 'webhook = "hooks.example.org/s3cr3t"')
     with pytest.raises(ManifestError) as info:
         notify.cat2sync_configure(manifest)
-    assert str(info.value) == (f"{manifest.source}: plugins.notify.webhook: "
-                               "expected an http:// or https:// URL")
-    with pytest.raises(ManifestError, match=r"plugins\.notify\.webhook_timeout: expected a "
-                                            "number"):
+    assert str(info.value) == (
+        f"{manifest.source}: plugins.notify.webhook: expected an http:// or https:// URL"
+    )
+    with pytest.raises(
+        ManifestError,
+        match=r"plugins\.notify\.webhook_timeout: expected a "
+        "number",
+    ):
         manifest_with(tmp_path, plugins, 'webhook_timeout = "5s"')
     (tmp_path / "adir").mkdir()
     with pytest.raises(ManifestError, match=r"plugins\.notify\.file: is a folder"):
