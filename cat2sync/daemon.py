@@ -24,11 +24,11 @@ from .client import Client
 from .engine.lazy import LazyExprEngine
 from .engine.mirror import MirrorEngine
 from .engine.queue import DueQueue
-from .engine.upload import FileChanged, NotReady, UploadEngine
-from .errors import Cat2Error, ManifestError
+from .engine.upload import UploadEngine
+from .errors import Cat2Error, FileChanged, ManifestError, NotReady, PluginError
 from .events import Event, EventKind, EventSink
 from .manifest import Manifest, ServerConfig, UploadRule, load_manifest
-from .plugins.manager import PluginError, Plugins
+from .plugins.manager import Plugins
 from .progress import Snapshot
 from .scheduler import Scheduler
 from .server import LocalServer

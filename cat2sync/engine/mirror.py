@@ -26,13 +26,13 @@ import blosc2
 import numpy as np
 
 from ..client import Client, is_partial
-from ..errors import BadRequest, Cat2Error, NotFound, ServerError
+from ..errors import BadRequest, Cat2Error, NotFound, ServerError, UnsafeName
 from ..events import Event, EventKind, EventSink
 from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
 from ..state import Mirrored, StateStore
 from .localtree import TEMP_PREFIX, Matcher
-from .names import UnsafeName, collision_key, local_target
+from .names import collision_key, local_target
 from .transforms import Chain
 
 __all__ = ["MirrorEngine", "PassResult"]

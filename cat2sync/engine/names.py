@@ -5,15 +5,13 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-__all__ = ["UnsafeName", "collision_key", "local_target"]
+from ..errors import UnsafeName
+
+__all__ = ["collision_key", "local_target"]
 
 # One path component may have 255 bytes on most file systems, but a download is first
 # written beside its target as ".<name>.<8 random>.part": keep room for that.
 _MAX_NAME_BYTES = 255 - len("..12345678.part")
-
-
-class UnsafeName(ValueError):
-    """The remote name cannot be written safely inside the mirror folder."""
 
 
 def _clean_parts(name: str) -> list[str]:

@@ -12,18 +12,14 @@ from typing import Any
 import blosc2
 import numpy as np
 
-from ..errors import Cat2Error
+from ..errors import TransformError
 from ..manifest import TransformSpec
 from ..plugins.hookspecs import Transform, TransformContext
 from ..plugins.manager import OwnedTransform
 
-__all__ = ["Chain", "TransformError"]
+__all__ = ["Chain"]
 
 _SLAB_BYTES = 32 * 2**20  # rows transformed at a time when a whole array is rewritten
-
-
-class TransformError(Cat2Error):
-    """A transform failed or gave rows that cannot be sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,30 +23,22 @@ import blosc2
 import numpy as np
 
 from ..client import Client
-from ..errors import BadRequest, Cat2Error, NotFound
+from ..errors import BadRequest, Cat2Error, FileChanged, NotFound, NotReady, PluginError
 from ..events import Event, EventKind, EventSink
 from ..manifest import UploadRule
 from ..plugins.hookspecs import ConverterContext
-from ..plugins.manager import PluginError, Plugins
+from ..plugins.manager import Plugins
 from ..state import Shipped, StateStore
 from .arrays import ARRAY_SUFFIXES, Layout, layout_of, open_array, rows_frame
 from .localtree import TEMP_PREFIX, Matcher, scan
 from .transforms import Chain
 
-__all__ = ["FileChanged", "NotReady", "ReconcileResult", "UploadEngine"]
+__all__ = ["ReconcileResult", "UploadEngine"]
 
 log = logging.getLogger(__name__)
 
 #: At most this many bytes of rows go into one append request.
 _APPEND_BYTES = 64 * 2**20
-
-
-class NotReady(Cat2Error):
-    """The file is not complete yet (does not open as a Blosc2 container)."""
-
-
-class FileChanged(Cat2Error):
-    """The file changed while it was being sent; it will be sent again once settled."""
 
 
 @dataclass(slots=True)

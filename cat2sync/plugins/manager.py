@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from .. import __version__
-from ..errors import Cat2Error, ManifestError
+from ..errors import ManifestError, PluginError
 from . import hookspecs
 from .hookspecs import PROJECT, Converter, LazyExprRequest, Transform, TransformContext
 
@@ -31,24 +31,13 @@ if TYPE_CHECKING:
     from ..events import Event
     from ..manifest import Manifest, SettingSpec, SubscribeRule, UploadRule
 
-__all__ = ["DEFAULT_PLUGINS", "OwnedTransform", "PluginError", "PluginInfo", "Plugins"]
+__all__ = ["DEFAULT_PLUGINS", "OwnedTransform", "PluginInfo", "Plugins"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLUGINS = ("cat2sync.plugins.default.transforms",)
 #: Hooks whose ManifestError is the user's (a plugin checking its own table).
 _SETUP_HOOKS = frozenset({"cat2sync_declare_settings", "cat2sync_configure"})
-
-
-class PluginError(Cat2Error):
-    """A plugin's hook raised; the message names the plugin, the hook and the cause."""
-
-    def __init__(self, plugin: str, hook: str, exc: BaseException, subject: str = "") -> None:
-        self.plugin, self.hook, self.cause = plugin, hook, exc
-        about = f" on {subject}" if subject else ""
-        super().__init__(
-            f"plugin {plugin!r} failed in {hook}{about}: {exc.__class__.__name__}: {exc}"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cat2sync import Client
-from cat2sync.engine.names import UnsafeName, collision_key, local_target
+from cat2sync.engine.names import collision_key, local_target
+from cat2sync.errors import UnsafeName
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
-from cat2sync.errors import ManifestError
+from cat2sync.errors import ManifestError, PluginError
 from cat2sync.events import Event, EventKind
-from cat2sync.plugins.manager import PluginError, Plugins
+from cat2sync.plugins.manager import Plugins
 
 from .conftest import (
     Env,
