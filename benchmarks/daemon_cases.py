@@ -1017,7 +1017,8 @@ def _scale_manifest(ctx: Context) -> Path:
     def make() -> Path:
         from cat2sync.engine.localtree import Matcher, scan
         from cat2sync.manifest import load_manifest
-        from cat2sync.state import Shipped, StateStore
+        from cat2sync.records import Shipped
+        from cat2sync.state import StateStore
 
         tree = ctx.workdir / "data" / "scale"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

@@ -11,17 +11,15 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import Cat2Error, ManifestError, StateLockedError
+from . import __version__, status
+from .errors import Cat2Error, ConfigError, ManifestError, StateLockedError
 from .manifest import Manifest, load_manifest, starter_manifest
 from .plugins.manager import Plugins
 from .progress import Progress, ProgressHandler
-from .state import StateStore
 
 __all__ = ["main"]
 
@@ -213,49 +211,18 @@ def _start_progress(daemon: Any) -> Progress:
     return progress
 
 
-def _status_of(manifest: Manifest) -> dict[str, Any]:
-    db = manifest.daemon.state_dir / "state.db"
-    rules = [r.name for r in manifest.uploads] + [r.name for r in manifest.subscriptions]
-    if not db.exists():
-        return {
-            "state_dir": str(manifest.daemon.state_dir),
-            "rules": {
-                name: {"last_pass": None, "pending": 0, "last_error": None} for name in rules
-            },
-        }
-    store = StateStore(manifest.daemon.state_dir, readonly=True)
-    try:
-        out: dict[str, Any] = {}
-        for name in rules:
-            st = store.rule_status(name)
-            errors = [p for p in st.pending if p.last_error]
-            out[name] = {
-                "last_pass": _iso(st.last_finished),
-                "pass_error": st.last_error,
-                "pending": len(st.pending),
-                "pending_files": [p.relpath for p in st.pending[:20]],
-                "last_error": errors[-1].last_error if errors else st.last_error,
-            }
-    finally:
-        store.close()
-    return {"state_dir": str(manifest.daemon.state_dir), "rules": out}
-
-
-def _iso(stamp: float | None) -> str | None:
-    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp))
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     # A watched folder that is missing (unmounted) is exactly when status is wanted.
     manifest = _load(args.manifest, check_paths=False)
-    report = _status_of(manifest)
+    doc = status.report(manifest)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(doc, indent=2))
         return EXIT_OK
-    for name, st in report["rules"].items():
+    for name, st in doc["rules"].items():
         print(
             f"{name}: last pass {st['last_pass'] or 'never'}, {st['pending']} pending"
             + (f", last error: {st['last_error']}" if st["last_error"] else "")
+            + (f", next retry {st['next_retry']}" if st["next_retry"] else "")
         )
     return EXIT_OK
 
@@ -330,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ManifestError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    except StateLockedError as exc:
+    except (ConfigError, StateLockedError) as exc:
         print(f"cat2sync: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Cat2Error as exc:

@@ -6,7 +6,7 @@
      ├── ConfigError                fix the configuration
      │    ├── ManifestError         a manifest key is invalid (file and key path)
      │    │    └── SettingError     a key of a plugin's ``[plugins.NAME]`` table
-     │    └── StateVersionError     the state folder was written by a newer cat2sync
+     │    └── StateVersionError     the state folder's schema is newer (or not migrated yet)
      ├── ServerStartError           the embedded Caterva2 server did not come up   (fatal)
      ├── StateLockedError           another daemon holds the state folder          (fatal)
      ├── NotReady                   a local file is incomplete (not a Blosc2 container yet)
@@ -61,6 +61,7 @@ __all__ = [
     "TransportError",
     "UnsafeName",
     "Unsupported",
+    "explain",
     "remedy_for",
 ]
 
@@ -130,14 +131,19 @@ class SettingError(ManifestError):
 
 
 class StateVersionError(ConfigError):
-    """The state folder's schema is newer than this cat2sync understands."""
+    """The state folder's schema is not the one this cat2sync reads: newer (refused), or
+    older and opened read-only (a daemon migrates it when it next starts)."""
 
     def __init__(self, state_dir: object, found: int, supported: int) -> None:
         self.found, self.supported = found, supported
-        super().__init__(
-            f"{state_dir}: state schema version {found} is newer than this cat2sync "
-            f"understands ({supported}): upgrade cat2sync, or use another state_dir"
-        )
+        if found > supported:
+            advice = (
+                f"is newer than this cat2sync understands ({supported}): upgrade cat2sync, "
+                "or use another state_dir"
+            )
+        else:
+            advice = f"is older than {supported}: it is upgraded when the daemon next starts"
+        super().__init__(f"{state_dir}: state schema version {found} {advice}")
 
 
 # -- the daemon's own resources ------------------------------------------------------
@@ -267,3 +273,12 @@ def remedy_for(exc: BaseException) -> Remedy:
     if isinstance(exc, PermissionError):
         return Remedy.FIX_FILE
     return Remedy.RETRY
+
+
+def explain(exc: BaseException) -> str:
+    """A one-line report of ``exc``: its message, with its class for an exception that
+    is not one of ours (nor an ``OSError``), whose message alone may say little."""
+    message = str(exc) or exc.__class__.__name__
+    if isinstance(exc, Cat2Error | OSError):
+        return message
+    return f"{exc.__class__.__name__}: {message}"

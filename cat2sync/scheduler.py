@@ -39,8 +39,9 @@ class Scheduler:
         func: Callable[[], object],
         *,
         first_in: float | None = None,
-    ) -> None:
-        """Run ``func`` every ``seconds`` (first after ``first_in``, default one period)."""
+    ) -> str:
+        """Run ``func`` every ``seconds`` (first after ``first_in``, default one period);
+        returns the job's id (so do the others)."""
         start = datetime.now() + timedelta(seconds=seconds if first_in is None else first_in)
         self._aps.add_job(
             func,
@@ -48,14 +49,17 @@ class Scheduler:
             id=job_id,
             replace_existing=True,
         )
+        return job_id
 
-    def cron(self, job_id: str, crontab: str, func: Callable[[], object]) -> None:
+    def cron(self, job_id: str, crontab: str, func: Callable[[], object]) -> str:
         self._aps.add_job(func, CronTrigger.from_crontab(crontab), id=job_id, replace_existing=True)
+        return job_id
 
-    def later(self, job_id: str, delay: float, func: Callable[[], object]) -> None:
+    def later(self, job_id: str, delay: float, func: Callable[[], object]) -> str:
         """Run ``func`` once after ``delay`` seconds; a second call postpones it."""
         when = datetime.now() + timedelta(seconds=delay)
         self._aps.add_job(func, DateTrigger(run_date=when), id=job_id, replace_existing=True)
+        return job_id
 
     def remove(self, job_id: str) -> None:
         if self._aps.get_job(job_id) is not None:

@@ -1,9 +1,12 @@
-"""The mirror side of a rule: a remote folder → a local folder, one pass at a time.
+"""The mirror side of a rule: a remote folder -> a local folder, as march -> plan -> execute.
 
-A pass lists the remote folder, asks ``info`` for every entry (the listing has names
-only), and compares each with what was last written (ETag, shape, chunk count). New or
-replaced entries are downloaded to a temporary file and renamed into place; a dataset
-that only grew along its first axis is extended with just the new compressed chunks.
+A pass lists the remote folder and maps each name to a safe local path (the march);
+the planner (:mod:`.plan`) picks what to bring and what to delete. A dataset never
+mirrored is fetched whole in one request, its ETag with it; every other entry is asked
+for its ``info`` (the listing has names only), and :func:`.plan.decide_entry` compares it
+with what was last written (ETag, shape). New or replaced entries are downloaded to a
+temporary file and renamed into place; a dataset that only grew along its first axis is
+extended with just the new compressed chunks.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,13 +28,37 @@ import blosc2
 import numpy as np
 
 from ..client import Client, is_partial
-from ..errors import BadRequest, Cat2Error, NotFound, ServerError, UnsafeName
+from ..errors import (
+    BadRequest,
+    Cat2Error,
+    NotFound,
+    Remedy,
+    ServerError,
+    UnsafeName,
+    explain,
+    remedy_for,
+)
 from ..events import Event, EventKind, EventSink
 from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
-from ..state import Mirrored, StateStore
+from ..records import Mirrored
+from ..state import StateStore
 from .localtree import TEMP_PREFIX, Matcher
-from .names import collision_key, local_target
+from .names import local_target
+from .plan import (
+    Download,
+    Entry,
+    Extend,
+    KeepChanged,
+    LocalCopy,
+    MirrorPlan,
+    Unchanged,
+    Unreadable,
+    decide_deletion,
+    decide_entry,
+    is_own_temporary,
+    plan_listing,
+)
 from .transforms import Chain
 
 __all__ = ["MirrorEngine", "PassResult"]
@@ -42,8 +68,6 @@ log = logging.getLogger(__name__)
 # Stored and served byte for byte; anything else travels as the server's compressed
 # frame and arrives decompressed (caterva2-rest.md §2).
 _STORED_AS_IS = frozenset({".b2nd", ".b2frame", ".b2", ".b2z", ".h5", ".hdf5"})
-# A whole fetch of these sends the stored file with its ETag (caterva2-rest.md §6.3).
-_FETCHED_WHOLE = frozenset({".b2nd", ".b2frame"})
 
 
 @dataclass(slots=True)
@@ -101,8 +125,13 @@ def _local_layout(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
     return None, getattr(obj, "nchunks", None)
 
 
-def _is_nfc(name: str) -> bool:
-    return unicodedata.is_normalized("NFC", name)
+def _local_copy(target: Path) -> LocalCopy | None:
+    """The mirror file as it is now; None when it is missing."""
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        return None
+    return LocalCopy(st.st_size, st.st_mtime_ns)
 
 
 def _raw(data: Any) -> bytes:
@@ -135,22 +164,62 @@ class MirrorEngine:
     # -- a pass ----------------------------------------------------------------
 
     def run_pass(self) -> PassResult:
-        """List, compare, download what changed, then apply deletions."""
-        result = PassResult()
+        """List, plan, bring what changed, then apply deletions."""
         self.rule.local.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self._sweep_temporaries()
             self._swept = True
         listing = self.client.get_list(self.rule.remote)
-        names = self._safe_names(listing, result)
-        result.listed = len(names)
+        records = {r.remote_rel: r for r in self.state.mirrored_for_rule(self.rule.name)}
+        plan = plan_listing(
+            listing=listing,
+            targets=self._targets(listing),
+            records=records,
+            delete=self.rule.delete,
+            max_delete=self.rule.max_delete,
+            fetch_whole=self.chain is None,
+        )
+        return self._execute(plan, records)
+
+    def _targets(self, listing: list[str]) -> dict[str, tuple[str, Path] | str]:
+        """The march of the local side: each name this rule wants, mapped to a local
+        path inside the mirror (or why it cannot be written there)."""
+        targets: dict[str, tuple[str, Path] | str] = {}
+        for name in listing:
+            if (
+                not self.matcher(name)
+                or is_own_temporary(name)
+                or self.plugins.ignore(self.rule, name)
+            ):
+                continue
+            try:
+                targets[name] = local_target(self.rule.local, name)
+            except UnsafeName as exc:
+                targets[name] = str(exc)
+        return targets
+
+    def _execute(self, plan: MirrorPlan, records: dict[str, Mirrored]) -> PassResult:
+        result = PassResult(listed=len(plan.entries))
+        for name, why in plan.skipped:
+            self._skip(name, why, result)
         with ThreadPoolExecutor(
             max_workers=self.rule.concurrency, thread_name_prefix="cat2sync-mirror"
         ) as pool:
-            for outcome in pool.map(lambda item: self._sync_one(*item), names.items()):
+            for outcome in pool.map(lambda e: self._sync_one(e, records.get(e.name)), plan.entries):
                 self._tally(outcome, result)
-        # Everything listed still exists remotely, even what was skipped this time.
-        self._delete_vanished(set(listing), result)
+        if plan.refusal:
+            result.errors.append(plan.refusal)
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=".",
+                    remote=self.rule.remote,
+                    message=plan.refusal,
+                )
+            )
+        for rec in plan.removals:
+            self._delete_local(rec, result)
         return result
 
     def _sweep_temporaries(self) -> None:
@@ -182,36 +251,6 @@ class MirrorEngine:
         if outcome.changed is not None:
             result.changed_remotes.append(outcome.changed)
 
-    def _safe_names(self, listing: list[str], result: PassResult) -> dict[str, Path]:
-        """Listing entries this rule mirrors, mapped to safe local paths."""
-        known = {r.remote_rel for r in self.state.mirrored_for_rule(self.rule.name)}
-        safe: dict[str, Path] = {}
-        keys: dict[str, str] = {}  # collision key -> the name that took it
-        # Of colliding names, one already mirrored wins (a newcomer never evicts it),
-        # then one already in NFC (the server cannot even serve some other forms).
-        for name in sorted(listing, key=lambda n: (n not in known, not _is_nfc(n))):
-            if (
-                not self.matcher(name)
-                or name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
-                or self.plugins.ignore(self.rule, name)
-            ):
-                continue
-            try:
-                clean, target = local_target(self.rule.local, name)
-            except UnsafeName as exc:
-                self._skip(name, str(exc), result)
-                continue
-            key = collision_key(clean)
-            if key in keys:
-                self._skip(name, f"collides with {keys[key]!r} once normalised", result)
-                continue
-            keys[key] = name
-            safe[name] = target
-        for key in _folder_clashes(keys):  # a file named like another entry's folder
-            self._skip(keys[key], "is also the name of a remote folder", result)
-            del safe[keys[key]]
-        return safe
-
     def _skip(self, name: str, reason: str, result: PassResult) -> None:
         result.skipped += 1
         self.emit(
@@ -224,69 +263,74 @@ class MirrorEngine:
             )
         )
 
-    def _sync_one(self, name: str, target: Path) -> _Outcome:
-        remote = self.remote_for(name)
+    # -- one entry -------------------------------------------------------------
+
+    def _sync_one(self, entry: Entry, rec: Mirrored | None) -> _Outcome:
         try:
-            rec = self.state.get_mirrored(self.rule.name, name)
-            if rec is None and self._fetched_whole(name):
-                fetched = self._fetch_new(name, target)
+            if entry.first:
+                fetched = self._fetch_new(entry)
                 if fetched is not None:
                     return fetched
-            info, etag = self.client.stat(remote)
-            return self._bring(_Remote(name, target, info, etag), rec)
+            info, etag = self.client.stat(self.remote_for(entry.name))
+            decision = decide_entry(
+                entry.name,
+                rec,
+                info=info,
+                etag=etag,
+                local=_local_copy(entry.target),
+                transformed=self.chain is not None,
+            )
+            return self._bring(_Remote(entry.name, entry.target, info, etag), rec, decision)
         except NotFound:
             return _Outcome(None)  # removed between the listing and now
-        except Exception as exc:  # server, network, local I/O, damaged data: next pass
-            message = str(exc) or exc.__class__.__name__
-            if not isinstance(exc, Cat2Error | OSError):
-                log.debug("%s: %s", remote, message, exc_info=exc)
-                message = f"{exc.__class__.__name__}: {message}"
-            return _Outcome(
-                "failed",
-                Event(
-                    kind=EventKind.FAILED,
-                    rule=self.rule.name,
-                    path=name,
-                    remote=remote,
-                    message=message,
-                ),
-            )
+        except Exception as exc:
+            return self._failed(entry.name, exc)
 
-    def _fetched_whole(self, name: str) -> bool:
-        """Whether a first copy of ``name`` can be the server's stored file as fetched."""
-        return self.chain is None and PurePosixPath(name).suffix.lower() in _FETCHED_WHOLE
+    def _failed(self, name: str, exc: Exception) -> _Outcome:
+        """A failed entry is reported and tried again at the next pass; only what its
+        remedy calls fatal stops the pass."""
+        if remedy_for(exc) is Remedy.FATAL:
+            raise exc
+        remote = self.remote_for(name)
+        message = explain(exc)
+        if not isinstance(exc, Cat2Error | OSError):  # not ours: keep the traceback
+            log.debug("%s: %s", remote, message, exc_info=exc)
+        event = Event(
+            kind=EventKind.FAILED, rule=self.rule.name, path=name, remote=remote, message=message
+        )
+        return _Outcome("failed", event)
 
-    def _fetch_new(self, name: str, target: Path) -> _Outcome | None:
+    def _fetch_new(self, entry: Entry) -> _Outcome | None:
         """A dataset seen for the first time, in one request (its ETag comes with it);
         None when the server cannot serve it that way (``stat`` then says why)."""
-        remote = self.remote_for(name)
+        remote = self.remote_for(entry.name)
         started = time.monotonic()
         try:
-            written, etag = self.client.fetch_to(remote, target, durable=True)
+            written, etag = self.client.fetch_to(remote, entry.target, durable=True)
         except (ServerError, BadRequest):
             return None
-        shape, nchunks = _local_layout(target)
-        self._record(name, target, etag=etag, mtime=None, shape=shape, nchunks=nchunks)
+        shape, nchunks = _local_layout(entry.target)
+        self._record(entry.name, entry.target, etag=etag, mtime=None, shape=shape, nchunks=nchunks)
         event = Event(
             kind=EventKind.DOWNLOADED,
             rule=self.rule.name,
-            path=self._local_rel(target),
+            path=self._local_rel(entry.target),
             remote=remote,
             bytes=written,
             seconds=time.monotonic() - started,
         )
         return _Outcome("downloaded", event, remote)
 
-    def _bring(self, entry: _Remote, rec: Mirrored | None) -> _Outcome:
+    def _bring(
+        self,
+        entry: _Remote,
+        rec: Mirrored | None,
+        decision: Unchanged | Unreadable | Extend | Download,
+    ) -> _Outcome:
         remote = self.remote_for(entry.name)
-        if (
-            rec is not None
-            and entry.etag is not None
-            and rec.etag == entry.etag
-            and self._local_intact(entry.target, rec)
-        ):
+        if isinstance(decision, Unchanged):
             return _Outcome("unchanged")
-        if "error" in entry.info:  # the server cannot read it, nor serve it (500)
+        if isinstance(decision, Unreadable):
             return _Outcome(
                 "skipped",
                 Event(
@@ -294,12 +338,11 @@ class MirrorEngine:
                     rule=self.rule.name,
                     path=self._local_rel(entry.target),
                     remote=remote,
-                    message=f"the server cannot read it ({entry.info['error']}): not mirrored",
+                    message=decision.reason,
                 ),
             )
         started = time.monotonic()
-        # A transformed copy is not the server's file: it cannot grow by its chunks.
-        rows, nbytes = self._extend(entry, rec) if self.chain is None else (None, 0)
+        rows, nbytes = self._extend(entry, decision) if isinstance(decision, Extend) else (None, 0)
         if rows is None:
             nbytes += self._download(entry)
         shape = entry.info.get("shape")
@@ -349,14 +392,6 @@ class MirrorEngine:
             out.replace(entry.target)
         return written
 
-    @staticmethod
-    def _local_intact(target: Path, rec: Mirrored) -> bool:
-        try:
-            st = target.stat()
-        except FileNotFoundError:
-            return False
-        return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
-
     def _record(
         self,
         name: str,
@@ -383,24 +418,12 @@ class MirrorEngine:
 
     # -- incremental growth ----------------------------------------------------
 
-    def _extend(self, entry: _Remote, rec: Mirrored | None) -> tuple[int | None, int]:
+    def _extend(self, entry: _Remote, grown: Extend) -> tuple[int | None, int]:
         """Fetch only the chunks a grown dataset added.
 
-        Returns ``(new rows, bytes fetched)``; rows is None when the entry did not just
-        grow, or when the extended copy could not be proved right (download it whole).
+        Returns ``(new rows, bytes fetched)``; rows is None when the extended copy could
+        not be proved right (then it is downloaded whole).
         """
-        shape = entry.info.get("shape")
-        if (
-            rec is None
-            or rec.shape is None
-            or not shape
-            or not entry.name.endswith(".b2nd")
-            or not self._local_intact(entry.target, rec)
-        ):
-            return None, 0
-        old_rows, new_rows = rec.shape[0], shape[0]
-        if tuple(shape[1:]) != rec.shape[1:] or new_rows <= old_rows:
-            return None, 0
         fetched: list[int] = []
 
         def fetch(nchunk: int) -> bytes:
@@ -409,7 +432,7 @@ class MirrorEngine:
             return chunk
 
         try:
-            self._extend_file(entry, old_rows, fetch)
+            self._extend_file(entry, grown.old_rows, fetch)
         except (Cat2Error, RuntimeError, ValueError, KeyError, OSError) as exc:
             log.info(
                 "%s: incremental update of %s not possible (%s); downloading it whole",
@@ -418,7 +441,7 @@ class MirrorEngine:
                 exc,
             )
             return None, sum(fetched)
-        return int(new_rows - old_rows), sum(fetched)
+        return grown.new_rows - grown.old_rows, sum(fetched)
 
     def _extend_file(self, entry: _Remote, old_rows: int, fetch: Callable[[int], bytes]) -> None:
         with tempfile.NamedTemporaryFile(
@@ -481,35 +504,6 @@ class MirrorEngine:
 
     # -- deletions -------------------------------------------------------------
 
-    def _delete_vanished(self, present: set[str], result: PassResult) -> None:
-        records = self.state.mirrored_for_rule(self.rule.name)
-        gone = [r for r in records if r.remote_rel not in present]
-        if not gone or not self.rule.delete:
-            return
-        cap = max(1, int(self.rule.max_delete * len(records)))
-        if not present or len(gone) > cap:
-            reason = (
-                (
-                    f"{len(gone)} of {len(records)} mirrored files vanished remotely, more "
-                    f"than max_delete allows ({cap}): no local file removed"
-                )
-                if present
-                else "the remote folder lists nothing: no local file removed"
-            )
-            result.errors.append(reason)
-            self.emit(
-                Event(
-                    kind=EventKind.SKIPPED,
-                    rule=self.rule.name,
-                    path=".",
-                    remote=self.rule.remote,
-                    message=reason,
-                )
-            )
-            return
-        for rec in gone:
-            self._delete_local(rec, result)
-
     def _delete_local(self, rec: Mirrored, result: PassResult) -> None:
         remote = self.remote_for(rec.remote_rel)
         try:
@@ -517,7 +511,7 @@ class MirrorEngine:
         except UnsafeName:
             self.state.delete_mirrored(self.rule.name, rec.remote_rel)
             return
-        if target.exists() and not self._local_intact(target, rec):
+        if isinstance(decide_deletion(rec, _local_copy(target)), KeepChanged):
             self.emit(
                 Event(
                     kind=EventKind.SKIPPED,
@@ -537,12 +531,3 @@ class MirrorEngine:
                 )
             )
         self.state.delete_mirrored(self.rule.name, rec.remote_rel)
-
-
-def _folder_clashes(keys: Iterable[str]) -> list[str]:
-    """Collision keys of files that are also a folder on another entry's path."""
-    files = list(keys)
-    folders = {
-        "/".join(parts[:i]) for parts in (k.split("/") for k in files) for i in range(1, len(parts))
-    }
-    return [k for k in files if k in folders]

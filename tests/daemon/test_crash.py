@@ -42,9 +42,9 @@ def _append_behind_the_daemons_back(
     state_dir: Path, client: Client, path: Path, remote: str, start: int, stop: int
 ) -> None:
     """What a daemon killed right after the server applied an append leaves behind:
-    the journal entry written, the rows on the server, nothing confirmed."""
+    the intent written, the rows on the server, nothing confirmed."""
     with StateStore(state_dir) as state:
-        state.journal_begin("up", path.name, "append", remote, start, stop)
+        state.intend("up", path.name, "append", remote, start, stop)
     arr = blosc2.open(str(path), mode="r")
     assert client.append(remote, rows_frame(arr, start, stop))[0] == stop
 
@@ -77,7 +77,7 @@ def test_append_applied_but_not_recorded(
     assert remote_shape(client, remote) == (300, COLS)
     assert np.array_equal(client.fetch(remote), local_array(path))
     with StateStore(state_dir) as state:
-        assert state.journal() == []
+        assert state.intents() == []
 
     # Rows on the server that are not ours are never trusted: a whole upload fixes it.
     grow_b2nd(path, _rows(rng, 20))

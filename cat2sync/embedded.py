@@ -1,0 +1,62 @@
+"""The embedded default: a local Caterva2 server (:class:`~cat2sync.server.LocalServer`)
+for each ``[server]`` of a manifest that names no URL, kept in the state folder with a
+generated password, so that a manifest works on a fresh machine with no server at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from .manifest import ServerConfig
+from .server import LocalServer
+
+__all__ = ["EMBEDDED_USER", "EmbeddedServers"]
+
+log = logging.getLogger("cat2sync")
+
+EMBEDDED_USER = "cat2sync@example.com"  # the server wants a dotted domain
+
+
+class EmbeddedServers:
+    """The embedded servers of one state folder, started on first use."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._home = state_dir / "server"
+        self._servers: dict[str, LocalServer] = {}
+
+    def login(self, cfg: ServerConfig) -> tuple[str, str, str]:
+        """Start ``cfg``'s server if it is not running; returns its URL and login."""
+        home = self._home / cfg.name
+        username = cfg.username or EMBEDDED_USER
+        password = cfg.password or _password(home)
+        server = self._servers.get(cfg.name)
+        if server is None:
+            server = LocalServer(home, superuser=(username, password)).start()
+            self._servers[cfg.name] = server
+        log.info(
+            "embedded Caterva2 server %r at %s (log in as %s; password in %s)",
+            cfg.name,
+            server.url,
+            username,
+            home / "password",
+        )
+        return server.url, username, password
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+
+def _password(home: Path) -> str:
+    """The embedded server's password, generated once and kept owner-only."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = home / "password"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(16))
+    return path.read_text().strip()

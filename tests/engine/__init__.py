@@ -1,0 +1,1 @@
+"""The engines' decisions, tested without a server."""
