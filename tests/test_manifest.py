@@ -1090,7 +1090,7 @@ def test_unexpected_failures_become_one_line_manifest_errors(
     def broken(*args: object) -> None:
         raise ValueError("boom\nline two")
 
-    monkeypatch.setattr("cat2sync.manifest._loader._Loader.load", broken)
+    monkeypatch.setattr("cat2sync.manifest._loader.read_manifest", broken)
     err = error_of(UPLOAD)
     assert str(err) == f"{NAME}: cannot load (ValueError: boom line two)"
 
