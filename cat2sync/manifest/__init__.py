@@ -12,6 +12,13 @@ line naming the file as the user gave it and the key path, e.g.::
 
 Nothing else escapes :func:`load_manifest`. Secrets (passwords) never appear in a
 message. The format is documented for operators in ``docs/manifest.md``.
+
+Inside: ``_model`` holds the frozen types; ``_section`` reads typed values from one
+table; ``_context`` knows the manifest's folder and environment; each table has its
+reader (``_daemon``, ``_servers``, ``_rules`` for upload and subscribe, ``_lazyexpr``,
+``_plugins``), ``_checks`` looks across rules and ``_loader`` puts them together. A table
+accepts exactly the fields of the dataclass it becomes, so a new key is a field in
+``_model`` plus one line in its reader.
 """
 
 from __future__ import annotations

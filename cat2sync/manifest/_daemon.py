@@ -20,8 +20,8 @@ def read_daemon(section: Section, context: Context) -> DaemonConfig:
             if state_text is not None
             else context.base_dir / STATE_DIR_NAME
         ),
-        log_level=section.choice("log_level", LOG_LEVELS, "info"),
         log_format=section.choice("log_format", LOG_FORMATS, "text"),
+        log_level=section.choice("log_level", LOG_LEVELS, "info"),
         rescan=section.duration("rescan", 600.0, positive=True),
         retry_max=section.duration("retry_max", 300.0, positive=True),
     )

@@ -257,6 +257,35 @@ def test_unexpected_failures_become_one_line_manifest_errors(
     assert str(err) == f"{NAME}: cannot load (ValueError: boom line two)"
 
 
+# The smallest valid document with each table, and where the table is in it.
+MINIMAL_TABLES: list[tuple[dict[str, Any], KeyPath]] = [
+    ({"daemon": {}}, ("daemon",)),
+    ({"server": {}}, ("server",)),
+    ({"upload": [{"local": "acquisition", "remote": "@personal/b7"}]}, ("upload", 0)),
+    ({"subscribe": [{"root": "@public/x", "local": "mirror"}]}, ("subscribe", 0)),
+    (
+        {"lazyexpr": [{"name": "c", "expression": "a", "operands": {"a": "@public/a.b2nd"}}]},
+        ("lazyexpr", 0),
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "table"), MINIMAL_TABLES)
+def test_every_accepted_key_is_checked(
+    workdir: Path, document: dict[str, Any], table: KeyPath
+) -> None:
+    # No key takes a date: a key that is accepted but never read would let this pass.
+    with_unknown = tomllib.loads(tomli_w.dumps(document))  # a deep copy
+    set_in(with_unknown, (*table, "zz"), 1)
+    message = error_of(tomli_w.dumps(with_unknown)).message
+    prefix = "unknown key (expected one of: "
+    assert message.startswith(prefix)
+    for key in message.removeprefix(prefix).removesuffix(")").split(", "):
+        mutated = tomllib.loads(tomli_w.dumps(document))
+        set_in(mutated, (*table, key), datetime.date(2020, 1, 2))
+        assert error_of(tomli_w.dumps(mutated)).key == key_path((*table, key))
+
+
 # --------------------------------------------------------------------------- property test
 
 # A value is "wrong" for a leaf when the loader must reject it there; these kinds of value
