@@ -13,9 +13,13 @@ DEFAULT_SERVER: Final = "default"
 DEFAULT_INCLUDE: Final = ("**/*",)
 DEFAULT_SUBSCRIBE_EVERY: Final = 300.0
 STATE_DIR_NAME: Final = ".cat2sync"
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-LOG_FORMATS: Final = ("text", "json")
 MAX_CONCURRENCY: Final = 64
+
+LogFormat: TypeAlias = Literal["text", "json"]
+RefreshMode: TypeAlias = Literal["on-change", "every"]
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
+REFRESH_MODES: Final[tuple[RefreshMode, ...]] = ("on-change", "every")
 
 _EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -34,7 +38,8 @@ class _Sentinel(enum.Enum):
 
 #: ``SettingSpec.default`` for a plugin setting that has no default and must be given.
 REQUIRED: Final = _Sentinel.REQUIRED
-_MISSING: Final = _Sentinel.MISSING
+#: What a table reader gets for a key that is absent (``None`` may be a real value).
+MISSING: Final = _Sentinel.MISSING
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -71,7 +76,7 @@ class DaemonConfig:
 
     state_dir: Path
     log_level: str = "info"
-    log_format: Literal["text", "json"] = "text"
+    log_format: LogFormat = "text"
     rescan: float = 600.0
     retry_max: float = 300.0
 
@@ -148,7 +153,7 @@ class LazyExprRule:
     operands: Mapping[str, str] = field(default_factory=_empty_mapping, hash=False)
     server: str = DEFAULT_SERVER
     path: str | None = None
-    refresh: Literal["on-change", "every"] = "on-change"
+    refresh: RefreshMode = "on-change"
     every: float | None = None
 
     @property

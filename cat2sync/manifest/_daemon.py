@@ -1,0 +1,27 @@
+"""The ``[daemon]`` table."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._context import Context
+from ._model import LOG_FORMATS, LOG_LEVELS, STATE_DIR_NAME, DaemonConfig
+from ._section import Section, keys_of
+
+_KEYS: Final = keys_of(DaemonConfig)
+
+
+def read_daemon(section: Section, context: Context) -> DaemonConfig:
+    section.check_keys(_KEYS)
+    state_text = section.string("state_dir")
+    return DaemonConfig(
+        state_dir=(
+            context.resolve(section, "state_dir", state_text)
+            if state_text is not None
+            else context.base_dir / STATE_DIR_NAME
+        ),
+        log_format=section.choice("log_format", LOG_FORMATS, "text"),
+        log_level=section.choice("log_level", LOG_LEVELS, "info"),
+        rescan=section.duration("rescan", 600.0, positive=True),
+        retry_max=section.duration("retry_max", 300.0, positive=True),
+    )
