@@ -68,7 +68,7 @@ class Backlog:
         self.mode = mode
         #: Files that failed for good in this run (``once`` counts them).
         self.failures = 0
-        self.queue = DueQueue(self._handle, workers=workers)
+        self.queue = DueQueue(self.run_due, workers=workers)
         self._engines: Mapping[str, UploadEngine] = {}
         self._retry_max = 300.0
         self._attempts: dict[Key, int] = {}  # failed attempts in this run
@@ -119,8 +119,9 @@ class Backlog:
 
     # -- one file --------------------------------------------------------------
 
-    def _handle(self, key: object) -> float | None:
-        """Run one due file; returns when to try it again, or None when done."""
+    def run_due(self, key: object) -> float | None:
+        """Run one due ``(rule, relpath)`` (the queue calls it); returns when to try it
+        again, or None when it is done."""
         assert isinstance(key, tuple)
         rule, relpath = key
         engine = self._engines.get(rule)
