@@ -112,7 +112,8 @@ class ManifestError(ConfigError):
 
 
 class SettingError(ManifestError):
-    """A plugin's own setting is invalid: ``key`` is its path inside the plugin's table.
+    """A plugin's own setting is invalid: ``key`` is its path inside the plugin's table
+    (the message has the whole key path, ``plugins.<plugin>.<key>``).
 
     A plugin raises it from ``cat2sync_configure`` (or from its settings parser) with
     the key inside its table; the manifest's file is filled in when the core reports it::
@@ -121,13 +122,12 @@ class SettingError(ManifestError):
     """
 
     def __init__(self, plugin: str, key: str, message: str, source: str = "") -> None:
-        self.plugin = plugin
-        self.setting = key
         super().__init__(source or "manifest", f"plugins.{plugin}.{key}", message)
+        self.plugin, self.key = plugin, key
 
     def in_file(self, source: str) -> SettingError:
         """The same error, reported against the manifest file ``source``."""
-        return SettingError(self.plugin, self.setting, self.message, source)
+        return SettingError(self.plugin, self.key, self.message, source)
 
 
 class StateVersionError(ConfigError):

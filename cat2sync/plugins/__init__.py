@@ -1,4 +1,5 @@
-"""cat2sync's plugin API: the ``hookimpl`` marker, the hook specifications and the manager."""
+"""cat2sync's plugin API: the ``hookimpl`` marker, the hook specifications, the types
+the hooks pass, and :func:`read_settings` for a plugin's own manifest table."""
 
 from .hookspecs import (
     Converter,
@@ -9,6 +10,7 @@ from .hookspecs import (
     hookimpl,
     hookspec,
 )
+from .settings import read_settings
 
 __all__ = [
     "Converter",
@@ -18,4 +20,5 @@ __all__ = [
     "TransformContext",
     "hookimpl",
     "hookspec",
+    "read_settings",
 ]

@@ -9,6 +9,15 @@ names match the hooks below, registered through the ``cat2sync`` entry-point gro
 Hooks are called synchronously from the daemon's worker threads; keep them cheap, and
 make them thread-safe. A hook that raises is reported with the plugin's name, the hook
 and the file; the file is marked failed and retried later, and the daemon keeps going.
+
+Every hook is called through pluggy, with pluggy's rules: implementations run last
+registered first (the built-in plugins, registered first, run last), ``@hookimpl(
+tryfirst=True)`` / ``trylast=True`` move one to the front or the back, and
+``@hookimpl(wrapper=True)`` wraps the others (code before its ``yield`` runs first, the
+``yield`` gives their result or raises their exception, what it returns is the result).
+A "collect-all" hook gives the list of the non-None results in that order; a "first
+result" hook stops at the first non-None result. A ``register``/``declare`` callback
+keeps the first registration of a name, that of the plugin called first.
 """
 
 from __future__ import annotations
@@ -111,8 +120,8 @@ def cat2sync_declare_settings(
     Called once, before the manifest is validated. Call
     ``declare(name, {"key": SettingSpec(type=str, default=..., description=...)})``;
     ``cat2sync validate`` then checks the table with the same one-line errors as the
-    rest of the manifest (unknown keys, wrong types, missing required keys).
-    Collect-all; the return value is ignored.
+    rest of the manifest (unknown keys, wrong types, missing required keys). The first
+    declaration of a name wins. Collect-all; the return value is ignored.
     """
 
 
@@ -121,7 +130,10 @@ def cat2sync_configure(manifest: Manifest) -> None:
     """Called once the manifest is loaded (and again after each hot reload).
 
     :param manifest: the validated manifest; a plugin reads its own table from
-        ``manifest.plugins.settings["<name>"]`` (defaults filled in).
+        ``manifest.plugins.settings["<name>"]`` (defaults filled in), e.g. with
+        :func:`cat2sync.plugins.read_settings`.
+    :raises SettingError: a value of the plugin's table is wrong: the user gets the
+        one-line manifest error (any :class:`ManifestError` reaches the user as it is).
     Collect-all; the return value is ignored.
     """
 
@@ -147,7 +159,8 @@ def cat2sync_register_converters(register: Callable[[str, Converter], None]) -> 
 
     A file with a registered suffix (lower case, with the dot) is converted to a
     ``.b2nd`` that is uploaded instead of the original, under the original name with
-    its suffix replaced by ``.b2nd``. Later registrations of the same suffix win.
+    its suffix replaced by ``.b2nd``. The first registration of a suffix wins (that of
+    the plugin called first: registered later, or ``tryfirst``).
     Collect-all; the return value is ignored.
     """
 
@@ -162,7 +175,7 @@ def cat2sync_ignore(rule: UploadRule | SubscribeRule, path: str) -> bool | None:
     :param rule: the upload or subscribe rule.
     :param path: the file, relative to the rule's folder (POSIX separators).
     :return: True to skip it, False to keep it, None to abstain.
-    Stops at the first non-None result.
+    First result: stops at the first non-None result (``firstresult``).
     """
 
 
@@ -178,7 +191,7 @@ def cat2sync_lazyexprs(
     :param remote_path: the dataset's remote path.
     :param info: ``{"shape": ..., "dtype": ..., "rows": rows sent}`` of the dataset.
     :return: a list of :class:`LazyExprRequest` (or None). Collect-all: every
-        plugin's requests are computed, in order.
+        plugin's requests are computed, in the call order.
     """
 
 
@@ -209,7 +222,9 @@ def cat2sync_event(event: Event) -> None:
     """Called for every event: uploaded, appended, moved, removed, downloaded, deleted,
     computed, skipped and failed, with the rule, paths, rows and bytes.
 
-    Called from worker threads, after the fact: it cannot change what happened.
+    Called from worker threads, after the fact: it cannot change what happened. A
+    listener that raises is logged with its name, and the listeners pluggy had not
+    called yet are still told (in a new call of the hook, which wrappers wrap again).
     Collect-all; the return value is ignored.
     """
 
@@ -222,12 +237,14 @@ def cat2sync_register_jobs(
 
     Call ``register(job_id, every_seconds_or_crontab, func)``; ``func`` takes no
     arguments. Job ids must be unique. Collect-all; the return value is ignored.
+    Each job runs guarded: one that raises is logged and runs again next time.
     """
 
 
 @hookspec
 def cat2sync_shutdown() -> None:
     """Called once when the daemon stops (after the last transfer), to flush and close
-    what a plugin keeps open (files, queues of notifications). Collect-all; the return
-    value is ignored.
+    what a plugin keeps open (files, queues of notifications). One that raises is
+    logged, and the others are still called, as for ``cat2sync_event``. Collect-all;
+    the return value is ignored.
     """

@@ -2,23 +2,40 @@
 
 Built-in behaviour is registered exactly like third-party plugins: the modules in
 ``DEFAULT_PLUGINS`` first, then the ``cat2sync`` entry points. ``[plugins] disable``
-in the manifest blocks plugins by name. ``CAT2SYNC_TRACE_PLUGINS=1`` prints hook calls.
+in the manifest blocks plugins by name.
+
+Every hook is called through pluggy (``pm.hook.NAME(...)``), so the call order,
+``tryfirst``/``trylast``, ``wrapper=True`` and ``firstresult`` are pluggy's own. The
+plugin named in an error is the one whose implementation is the innermost traceback
+frame running one of the hook's implementations: unlike hook-call monitoring, which
+sees only the whole call, this names the plugin that raised even through wrappers
+(which re-raise what they wrap); the same lookup on the live stack tells who called a
+``register`` callback. A listener (``cat2sync_event``, ``cat2sync_shutdown``) that
+raises is logged, and the hook is called again, through a pluggy subset hook caller,
+for the listeners that pluggy had not reached yet.
+
+``CAT2SYNC_TRACE_PLUGINS=1`` prints each hook call, one line per implementation in
+pluggy's call order, through pluggy's hook-call monitoring (pluggy's own tracer would
+print every argument's repr, manifests and clients included, but no plugin names).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from .. import __version__
-from ..errors import ManifestError, PluginError
+from ..errors import ManifestError, PluginError, SettingError
 from . import hookspecs
 from .hookspecs import PROJECT, Converter, LazyExprRequest, Transform, TransformContext
 
@@ -38,6 +55,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PLUGINS = ("cat2sync.plugins.default.transforms",)
 #: Hooks whose ManifestError is the user's (a plugin checking its own table).
 _SETUP_HOOKS = frozenset({"cat2sync_declare_settings", "cat2sync_configure"})
+#: The plugin named when no implementation of the hook is on the traceback (pluggy
+#: itself raised, e.g. for a wrapper that did not yield: its message names the code).
+_UNKNOWN = "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +96,8 @@ class Plugins:
         for plugin in extra:
             self.pm.register(plugin)
         self.pm.check_pending()
-        # Hooks are called one implementation at a time (see _call), not through pluggy's
-        # hook callers, so pluggy's own tracing would never see them: _call traces.
-        self._trace = bool(os.environ.get("CAT2SYNC_TRACE_PLUGINS"))
+        if os.environ.get("CAT2SYNC_TRACE_PLUGINS"):
+            self.pm.add_hookcall_monitoring(_trace_call, _trace_outcome)
         #: Every plugin by its registered name, disabled ones too (to enable them again).
         self._plugins: dict[str, object] = {
             name: plugin for name, plugin in self.pm.list_name_plugin() if plugin is not None
@@ -102,21 +121,16 @@ class Plugins:
         with no settings, so that it can be disabled by name as well.
         """
         if self._declared is None:
-            declared: dict[str, Mapping[str, SettingSpec]] = {}
-            owners: dict[str, str] = {}
-            for impl in self._impls("cat2sync_declare_settings"):
-
-                def declare(
-                    name: str, specs: Mapping[str, SettingSpec], _plugin: str = impl.plugin_name
-                ) -> None:
-                    declared[name], owners[name] = specs, _plugin
-
-                self._call(impl, "cat2sync_declare_settings", declare=declare)
-            declaring = set(owners.values())
+            found = self._registry("cat2sync_declare_settings", "declare")
+            declared: dict[str, Mapping[str, SettingSpec]] = {
+                name: specs for name, (_, specs) in found.items()
+            }
+            declaring = {owner for owner, _ in found.values()}
             for name in self._plugins:
                 if name not in declaring:
                     declared.setdefault(name, {})
-            self._declared, self._declared_by = declared, owners
+            self._declared = declared
+            self._declared_by = {name: owner for name, (owner, _) in found.items()}
         return dict(self._declared)
 
     def _resolve(self, names: Iterable[str]) -> frozenset[str]:
@@ -144,9 +158,14 @@ class Plugins:
         self._transforms = self._converters = None
 
     def configure(self, manifest: Manifest) -> None:
+        """Tell every plugin the manifest; a plugin's :class:`SettingError` is reported
+        against the manifest's file, any other :class:`ManifestError` as it is."""
         self.disable(manifest.plugins.disable)
         self._settings = manifest.plugins.settings
-        self._each("cat2sync_configure", manifest=manifest)
+        try:
+            self._call("cat2sync_configure", manifest=manifest)
+        except SettingError as exc:
+            raise exc.in_file(manifest.source) from None
 
     def settings_for(self, plugin: str) -> Mapping[str, Any]:
         """The plugin's validated ``[plugins.NAME]`` table (empty when it has none).
@@ -207,41 +226,20 @@ class Plugins:
     @property
     def transforms(self) -> dict[str, Transform]:
         if self._transforms is None:
-            owners: dict[str, str] = {}
-            found = self._registry("cat2sync_register_transforms", unique=True, owners=owners)
+            found = self._registry("cat2sync_register_transforms", "register", unique=True)
             self._transforms = {
-                name: OwnedTransform(func, owners[name]) for name, func in found.items()
+                name: OwnedTransform(func, owner) for name, (owner, func) in found.items()
             }
-            self._transform_owners = owners
+            self._transform_owners = {name: owner for name, (owner, _) in found.items()}
         return self._transforms
 
     @property
     def converters(self) -> dict[str, tuple[str, Converter]]:
         """Suffix (lower case, with the dot) -> (plugin name, converter)."""
         if self._converters is None:
-            owners: dict[str, str] = {}
-            found = self._registry("cat2sync_register_converters", owners=owners)
-            self._converters = {k.lower(): (owners[k], v) for k, v in found.items()}
+            found = self._registry("cat2sync_register_converters", "register", lower=True)
+            self._converters = dict(found)
         return self._converters
-
-    def _registry(
-        self, hook: str, *, unique: bool = False, owners: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        owner: dict[str, str] = {} if owners is None else owners
-        for impl in self._impls(hook):
-
-            def register(key: str, value: Any, _plugin: str = impl.plugin_name) -> None:
-                if unique and key in found:
-                    raise PluginError(
-                        _plugin,
-                        hook,
-                        ValueError(f"{key!r} is already registered by {owner[key]!r}"),
-                    )
-                found[key], owner[key] = value, _plugin
-
-            self._call(impl, hook, register=register)
-        return found
 
     def jobs(self) -> list[tuple[str, float | str, Callable[[], object]]]:
         """The plugins' periodic jobs. Each runs guarded: a job that raises is logged with
@@ -250,35 +248,34 @@ class Plugins:
         :raises PluginError: two jobs share an id.
         """
         hook = "cat2sync_register_jobs"
-        jobs: dict[str, tuple[float | str, Callable[[], object]]] = {}
-        owners: dict[str, str] = {}
-        for impl in self._impls(hook):
+        registry = _Registry(hook, self._implementations(hook), unique=True, noun="job ")
 
-            def register(
-                job_id: str,
-                when: float | str,
-                func: Callable[[], object],
-                _plugin: str = impl.plugin_name,
-            ) -> None:
-                if job_id in jobs:
-                    raise PluginError(
-                        _plugin,
-                        hook,
-                        ValueError(f"job {job_id!r} is already registered by {owners[job_id]!r}"),
-                    )
-                jobs[job_id], owners[job_id] = (when, _guarded(_plugin, job_id, func)), _plugin
+        def register(job_id: str, when: float | str, func: Callable[[], object]) -> None:
+            registry.add(job_id, (when, func))
 
-            self._call(impl, hook, register=register)
-        return [(job_id, when, func) for job_id, (when, func) in jobs.items()]
+        self._call(hook, register=register)
+        return [
+            (job_id, when, _guarded(owner, job_id, func))
+            for job_id, (owner, (when, func)) in registry.found.items()
+        ]
+
+    def _registry(
+        self, hook: str, callback: str, *, unique: bool = False, lower: bool = False
+    ) -> dict[str, tuple[str, Any]]:
+        """Call a hook that contributes through ``callback(key, value)``: key -> (the
+        plugin that registered it, value); see :class:`_Registry`."""
+        registry = _Registry(hook, self._implementations(hook), unique=unique)
+
+        def register(key: str, value: Any) -> None:
+            registry.add(key.lower() if lower else key, value)
+
+        self._call(hook, **{callback: register})
+        return registry.found
 
     # -- decisions and notifications -----------------------------------------
 
     def ignore(self, rule: UploadRule | SubscribeRule, path: str) -> bool:
-        for impl in reversed(self._impls("cat2sync_ignore")):  # pluggy's LIFO order
-            result = self._call(impl, "cat2sync_ignore", subject=path, rule=rule, path=path)
-            if result is not None:
-                return bool(result)
-        return False
+        return bool(self._call("cat2sync_ignore", rule=rule, path=path))
 
     def lazyexprs(
         self,
@@ -286,25 +283,14 @@ class Plugins:
         remote_path: str,
         info: Mapping[str, Any],
     ) -> list[LazyExprRequest]:
-        requests: list[LazyExprRequest] = []
-        for impl in self._impls("cat2sync_lazyexprs"):
-            result = self._call(
-                impl,
-                "cat2sync_lazyexprs",
-                subject=remote_path,
-                rule=rule,
-                remote_path=remote_path,
-                info=info,
-            )
-            requests.extend(result or ())
-        return requests
+        results = self._call("cat2sync_lazyexprs", rule=rule, remote_path=remote_path, info=info)
+        return [request for requests in results for request in requests]
 
     def uploaded(
         self, rule: UploadRule, local_path: Path, remote_path: str, client: Client
     ) -> None:
-        self._each(
+        self._call(
             "cat2sync_uploaded",
-            subject=remote_path,
             rule=rule,
             local_path=local_path,
             remote_path=remote_path,
@@ -312,48 +298,213 @@ class Plugins:
         )
 
     def shutdown(self) -> None:
-        for impl in self._impls("cat2sync_shutdown"):
-            try:
-                self._call(impl, "cat2sync_shutdown")
-            except PluginError as exc:
-                log.warning("%s", exc)
+        """Tell every plugin; one that raises is logged and does not stop the others."""
+        self._notify("cat2sync_shutdown")
 
     def event(self, event: Event) -> None:
         """Tell every plugin; one that raises is logged and does not stop the others."""
-        for impl in self._impls("cat2sync_event"):
-            try:
-                self._call(impl, "cat2sync_event", subject=event.path, event=event)
-            except PluginError as exc:
-                log.warning("%s", exc)
+        self._notify("cat2sync_event", event=event)
 
     # -- plumbing --------------------------------------------------------------
 
-    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
-        return list(getattr(self.pm.hook, hook).get_hookimpls())
+    def _implementations(self, hook: str) -> _Implementations:
+        return _Implementations(getattr(self.pm.hook, hook).get_hookimpls())
 
-    def _each(self, hook: str, subject: str = "", **kwargs: Any) -> None:
-        for impl in self._impls(hook):
-            self._call(impl, hook, subject=subject, **kwargs)
-
-    def _call(self, impl: pluggy.HookImpl, hook: str, subject: str = "", **kwargs: Any) -> Any:
-        """Call one plugin's implementation; any exception becomes a :class:`PluginError`.
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        """``pm.hook.<hook>(**kwargs)``; what it raises becomes a :class:`PluginError`
+        naming the plugin.
 
         A :class:`ManifestError` from a set-up hook goes to the user as it is (a plugin
         checking its own table); from any other hook it is a plugin failure like another.
         """
-        if self._trace:
-            about = f" on {subject}" if subject else ""
-            sys.stderr.write(f"cat2sync: plugin {impl.plugin_name!r}: {hook}{about}\n")
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
         try:
-            return impl.function(*(kwargs[name] for name in impl.argnames))
-        except PluginError:
-            raise
-        except ManifestError as exc:
-            if hook in _SETUP_HOOKS:
-                raise
-            raise PluginError(impl.plugin_name, hook, exc, subject) from exc
+            return caller(**kwargs)
         except Exception as exc:
-            raise PluginError(impl.plugin_name, hook, exc, subject) from exc
+            if isinstance(exc, PluginError) or (
+                isinstance(exc, ManifestError) and hook in _SETUP_HOOKS
+            ):
+                raise
+            failed = _Implementations(caller.get_hookimpls()).raising(exc)
+            raise _plugin_error(hook, failed, exc, kwargs) from exc
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a notification hook through pluggy. A listener that raises is logged; the
+        hook is then called again without it and without the listeners pluggy called
+        before it, so that each listener is told once. A wrapper that raises ends the
+        notification (the listeners it wraps may or may not have been told)."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        told: set[object] = set()
+        while True:
+            try:
+                caller(**kwargs)
+                return
+            except Exception as exc:
+                impls = caller.get_hookimpls()
+                failed = _Implementations(impls).raising(exc)
+                log.warning("%s", _plugin_error(hook, failed, exc, kwargs))
+                if failed is None or _is_wrapper(failed):
+                    return
+                told |= _reached(impls, failed)
+                caller = self.pm.subset_hook_caller(hook, remove_plugins=told)
+
+
+def _plugin_error(
+    hook: str, failed: pluggy.HookImpl | None, exc: Exception, kwargs: Mapping[str, Any]
+) -> PluginError:
+    plugin = failed.plugin_name if failed is not None else _UNKNOWN
+    return PluginError(plugin, hook, exc, _subject(kwargs))
+
+
+@dataclass
+class _Registry:
+    """What one call of a ``register`` hook collected: key -> (plugin, value).
+
+    The first registration of a key in pluggy's call order wins (as with a firstresult
+    hook: the plugin registered last, or marked ``tryfirst``). With ``unique`` a second
+    registration is a :class:`PluginError` naming both plugins (``noun`` starts the
+    message); without it, it is ignored.
+    """
+
+    hook: str
+    impls: _Implementations
+    unique: bool = False
+    noun: str = ""
+    found: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def add(self, key: str, value: Any) -> None:
+        caller = self.impls.running(_stack())
+        plugin = caller.plugin_name if caller is not None else _UNKNOWN
+        if key not in self.found:
+            self.found[key] = (plugin, value)
+        elif self.unique:
+            owner = self.found[key][0]
+            raise PluginError(
+                plugin,
+                self.hook,
+                ValueError(f"{self.noun}{key!r} is already registered by {owner!r}"),
+            )
+
+
+class _Implementations:
+    """One hook's implementations, recognised in the frames that run them."""
+
+    def __init__(self, impls: Sequence[pluggy.HookImpl]) -> None:
+        self._by_code: dict[CodeType, list[pluggy.HookImpl]] = {}
+        for impl in _call_order(impls):
+            code = _code_of(impl.function)
+            if code is not None:
+                self._by_code.setdefault(code, []).append(impl)
+        self._frames: dict[CodeType, list[FrameType]] = {}
+
+    def running(self, frames: Iterable[FrameType]) -> pluggy.HookImpl | None:
+        """The implementation that runs in the first of ``frames`` running one."""
+        for frame in frames:
+            candidates = [
+                impl for impl in self._by_code.get(frame.f_code, ()) if _runs(impl.function, frame)
+            ]
+            if candidates:
+                return self._one_of(candidates, frame)
+        return None
+
+    def _one_of(self, candidates: list[pluggy.HookImpl], frame: FrameType) -> pluggy.HookImpl:
+        """The same function registered by several plugins: pluggy calls it once for
+        each, in call order, so the n-th frame seen running it is the n-th plugin's."""
+        seen = self._frames.setdefault(frame.f_code, [])
+        if not any(frame is other for other in seen):
+            seen.append(frame)
+        position = next(i for i, other in enumerate(seen) if other is frame)
+        return candidates[min(position, len(candidates) - 1)]
+
+    def raising(self, exc: BaseException) -> pluggy.HookImpl | None:
+        """The implementation that raised ``exc``: the innermost on its traceback (a
+        wrapper that lets it through is further out)."""
+        frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+        return self.running(reversed(frames))
+
+
+def _code_of(func: Callable[..., object]) -> CodeType | None:
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
+def _runs(func: Callable[..., object], frame: FrameType) -> bool:
+    """Whether ``frame`` runs ``func`` and not another function of the same code: the
+    same method of another instance, or a closure made by the same factory."""
+    owner = getattr(func, "__self__", None)
+    if owner is not None:
+        first = frame.f_code.co_varnames[:1]
+        return bool(first) and frame.f_locals.get(first[0]) is owner
+    cells = getattr(func, "__closure__", None) or ()
+    free = zip(frame.f_code.co_freevars, cells, strict=False)
+    return all(frame.f_locals.get(name) is _cell_value(cell) for name, cell in free)
+
+
+def _cell_value(cell: Any) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell matches nothing
+        return _cell_value
+
+
+def _stack() -> Iterator[FrameType]:
+    """The calling frames, innermost first."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _call_order(impls: Sequence[pluggy.HookImpl]) -> list[pluggy.HookImpl]:
+    """pluggy's call order: wrappers first, then the others (``get_hookimpls()`` lists
+    them last to first)."""
+    return list(reversed(impls))
+
+
+def _reached(impls: Sequence[pluggy.HookImpl], failed: pluggy.HookImpl) -> set[object]:
+    """The plugins whose (non-wrapper) implementation pluggy called up to ``failed``."""
+    reached: set[object] = set()
+    for impl in _call_order(impls):
+        if not _is_wrapper(impl):
+            reached.add(impl.plugin)
+        if impl is failed:
+            break
+    return reached
+
+
+def _subject(kwargs: Mapping[str, Any]) -> str:
+    """What a hook call is about, for messages: the remote path, the path or the event's."""
+    for key in ("remote_path", "path"):
+        if isinstance(kwargs.get(key), str):
+            return str(kwargs[key])
+    event = kwargs.get("event")
+    return str(getattr(event, "path", "")) if event is not None else ""
+
+
+def _about(kwargs: Mapping[str, Any]) -> str:
+    subject = _subject(kwargs)
+    return f" on {subject}" if subject else ""
+
+
+def _trace_call(hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+    for impl in _call_order(impls):
+        role = " (wrapper)" if _is_wrapper(impl) else ""
+        sys.stderr.write(f"cat2sync: plugin {impl.plugin_name!r}: {hook}{_about(kwargs)}{role}\n")
+
+
+def _trace_outcome(
+    outcome: pluggy.Result[Any],
+    hook: str,
+    impls: Sequence[pluggy.HookImpl],
+    kwargs: Mapping[str, Any],
+) -> None:
+    exc = outcome.exception
+    if exc is not None:
+        sys.stderr.write(f"cat2sync: {hook}{_about(kwargs)} raised {exc.__class__.__name__}\n")
 
 
 def _guarded(plugin: str, job_id: str, func: Callable[[], object]) -> Callable[[], object]:

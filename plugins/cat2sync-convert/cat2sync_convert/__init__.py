@@ -25,9 +25,9 @@ from typing import IO, Any, Final
 import blosc2
 import numpy as np
 
-from cat2sync.errors import ManifestError
+from cat2sync.errors import SettingError
 from cat2sync.manifest import Manifest, SettingSpec
-from cat2sync.plugins import Converter, ConverterContext, hookimpl
+from cat2sync.plugins import Converter, ConverterContext, hookimpl, read_settings
 
 __all__ = [
     "CODECS",
@@ -36,7 +36,6 @@ __all__ = [
     "NAME",
     "SETTINGS",
     "ConvertOptions",
-    "SettingProblem",
     "convert_csv",
     "convert_npy",
     "convert_npz",
@@ -98,14 +97,6 @@ SETTINGS: Final[Mapping[str, SettingSpec]] = {
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
 
-class SettingProblem(ValueError):
-    """A bad setting: ``key`` is its path inside ``[plugins.convert]``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key, self.message = key, message
-        super().__init__(f"plugins.{NAME}.{key}: {message}")
-
-
 def _one_of(value: str, choices: Sequence[str]) -> str:
     return f'unknown value "{value}" (expected one of: {", ".join(choices)})'
 
@@ -128,23 +119,27 @@ class ConvertOptions:
     def from_settings(cls, settings: Mapping[str, Any]) -> ConvertOptions:
         """Validate a (possibly partial) settings table; missing keys take the defaults.
 
-        :raises SettingProblem: naming the key.
+        :raises SettingError: naming the key.
         """
         merged = {**DEFAULTS, **settings}
         unknown = sorted(set(merged) - set(SETTINGS))
         if unknown:
-            raise SettingProblem(
-                unknown[0], "unknown key (expected one of: " + ", ".join(sorted(SETTINGS)) + ")"
+            raise SettingError(
+                NAME,
+                unknown[0],
+                "unknown key (expected one of: " + ", ".join(sorted(SETTINGS)) + ")",
             )
         codec = merged["codec"]
         if not isinstance(codec, str) or codec.lower() not in CODECS:
-            raise SettingProblem("codec", _one_of(str(codec), list(CODECS)))
+            raise SettingError(NAME, "codec", _one_of(str(codec), list(CODECS)))
         clevel = merged["clevel"]
         if isinstance(clevel, bool) or not isinstance(clevel, int) or not 0 <= clevel <= 9:
-            raise SettingProblem("clevel", f"expected an integer from 0 to 9, got {clevel!r}")
+            raise SettingError(NAME, "clevel", f"expected an integer from 0 to 9, got {clevel!r}")
         filters = _string_list(merged["filters"], "filters", FILTERS)
         if len(filters) > _MAX_FILTERS:
-            raise SettingProblem("filters", f"at most {_MAX_FILTERS} filters, got {len(filters)}")
+            raise SettingError(
+                NAME, "filters", f"at most {_MAX_FILTERS} filters, got {len(filters)}"
+            )
         formats = _string_list(merged["formats"], "formats", FORMATS)
         return cls(
             codec=CODECS[codec.lower()],
@@ -169,12 +164,12 @@ class ConvertOptions:
 
 def _string_list(value: object, key: str, choices: Mapping[str, object]) -> list[str]:
     if not isinstance(value, list):
-        raise SettingProblem(key, f"expected an array of strings, got {value!r}")
+        raise SettingError(NAME, key, f"expected an array of strings, got {value!r}")
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise SettingProblem(f"{key}[{index}]", f"expected a string, got {item!r}")
+            raise SettingError(NAME, f"{key}[{index}]", f"expected a string, got {item!r}")
         if item.lower() not in choices:
-            raise SettingProblem(f"{key}[{index}]", _one_of(item, list(choices)))
+            raise SettingError(NAME, f"{key}[{index}]", _one_of(item, list(choices)))
     return value
 
 
@@ -182,10 +177,12 @@ def _chunks(value: object) -> tuple[int, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise SettingProblem("chunks", f"expected a non-empty array of integers, got {value!r}")
+        raise SettingError(NAME, "chunks", f"expected a non-empty array of integers, got {value!r}")
     for index, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise SettingProblem(f"chunks[{index}]", f"expected a positive integer, got {item!r}")
+            raise SettingError(
+                NAME, f"chunks[{index}]", f"expected a positive integer, got {item!r}"
+            )
     return tuple(value)
 
 
@@ -193,21 +190,21 @@ def _optional_name(value: object, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise SettingProblem(key, f"expected a non-empty string, got {value!r}")
+        raise SettingError(NAME, key, f"expected a non-empty string, got {value!r}")
     return value
 
 
 def _delimiter(value: object) -> str:
     if not isinstance(value, str) or len(value) != 1 or value in "\r\n#":
-        raise SettingProblem(
-            "delimiter", f"expected one character (not a newline or '#'), got {value!r}"
+        raise SettingError(
+            NAME, "delimiter", f"expected one character (not a newline or '#'), got {value!r}"
         )
     return value
 
 
 def _skiprows(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SettingProblem("skiprows", f"expected a non-negative integer, got {value!r}")
+        raise SettingError(NAME, "skiprows", f"expected a non-negative integer, got {value!r}")
     return value
 
 
@@ -218,8 +215,8 @@ def _numeric_dtype(value: object) -> np.dtype[Any]:
     except TypeError:
         dtype = None
     if dtype is None or dtype.kind not in "biuf":
-        raise SettingProblem(
-            "csv_dtype", f'expected a numeric NumPy dtype like "float32", got {value!r}'
+        raise SettingError(
+            NAME, "csv_dtype", f'expected a numeric NumPy dtype like "float32", got {value!r}'
         )
     return dtype
 
@@ -243,7 +240,7 @@ def _options_for(ctx: ConverterContext) -> ConvertOptions:
         return _options
     try:
         return ConvertOptions.from_settings(ctx.settings)
-    except SettingProblem as exc:
+    except SettingError as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -536,12 +533,7 @@ def cat2sync_declare_settings(
 @hookimpl
 def cat2sync_configure(manifest: Manifest) -> None:
     global _options
-    settings = dict(manifest.plugins.settings.get(NAME, {}))
-    try:
-        options = ConvertOptions.from_settings(settings)
-    except SettingProblem as exc:
-        raise ManifestError(manifest.source, f"plugins.{NAME}.{exc.key}", exc.message) from None
-    _options = options
+    _options = read_settings(manifest, NAME, ConvertOptions.from_settings)
 
 
 @hookimpl

@@ -270,7 +270,7 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_settings(settings: dict[str, Any], key: str, message: str) -> None:
-    with pytest.raises(conv.SettingProblem, match=message) as info:
+    with pytest.raises(conv.SettingError, match=message) as info:
         conv.ConvertOptions.from_settings(settings)
     assert info.value.key == key
 

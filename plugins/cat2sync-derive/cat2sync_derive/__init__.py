@@ -26,9 +26,9 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from cat2sync.errors import ManifestError
+from cat2sync.errors import SettingError
 from cat2sync.manifest import SettingSpec
-from cat2sync.plugins import LazyExprRequest, hookimpl
+from cat2sync.plugins import LazyExprRequest, hookimpl, read_settings
 
 if TYPE_CHECKING:
     from cat2sync.manifest import Manifest, UploadRule
@@ -38,7 +38,6 @@ __all__ = [
     "NAME",
     "SETTINGS",
     "DeriveRule",
-    "SettingProblem",
     "parse_rules",
     "requests_for",
 ]
@@ -61,14 +60,6 @@ SETTINGS: Final[Mapping[str, SettingSpec]] = {
         "variable, operands and path",
     ),
 }
-
-
-class SettingProblem(ValueError):
-    """A bad setting: ``key`` is its path inside ``[plugins.derive]``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key, self.message = key, message
-        super().__init__(f"plugins.{NAME}.{key}: {message}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,17 +145,18 @@ def _template(value: object, key: str, *, required: bool = True) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise SettingProblem(key, f"expected a non-empty string, got {value!r}")
+        raise SettingError(NAME, key, f"expected a non-empty string, got {value!r}")
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as exc:
-        raise SettingProblem(
-            key, f"bad template {value!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        raise SettingError(
+            NAME, key, f"bad template {value!r}: {exc} (write {{{{ and }}}} for literal braces)"
         ) from None
     for _, field_name, _, _ in parsed:
         if field_name is not None and field_name not in FIELDS:
             shown = "{" + field_name + "}" if field_name else "{}"
-            raise SettingProblem(
+            raise SettingError(
+                NAME,
                 key,
                 f"unknown template field {shown} (expected "
                 + ", ".join("{" + f + "}" for f in FIELDS)
@@ -176,7 +168,8 @@ def _template(value: object, key: str, *, required: bool = True) -> str | None:
 def _remote_template(value: object, key: str, *, required: bool = True) -> str | None:
     text = _template(value, key, required=required)
     if text is not None and not (text.startswith("@") or text.startswith("{folder}")):
-        raise SettingProblem(
+        raise SettingError(
+            NAME,
             key,
             'expected a remote path starting with a root like "@shared/"'
             f" or with {{folder}}, got {text!r}",
@@ -186,64 +179,71 @@ def _remote_template(value: object, key: str, *, required: bool = True) -> str |
 
 def _identifier(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.isidentifier() or not value.isascii():
-        raise SettingProblem(key, f"expected a variable name like x or raw_1, got {value!r}")
+        raise SettingError(NAME, key, f"expected a variable name like x or raw_1, got {value!r}")
     return value
 
 
 def _one_rule(index: int, table: object) -> DeriveRule:
     prefix = f"rules[{index}]"
     if not isinstance(table, dict):
-        raise SettingProblem(prefix, f"expected a table, got {table!r}")
+        raise SettingError(NAME, prefix, f"expected a table, got {table!r}")
     for key in table:
         if key not in _RULE_KEYS:
-            raise SettingProblem(
+            raise SettingError(
+                NAME,
                 f"{prefix}.{key}",
                 "unknown key (expected one of: " + ", ".join(sorted(_RULE_KEYS)) + ")",
             )
     for key in ("match", "name", "expression"):
         if key not in table:
-            raise SettingProblem(f"{prefix}.{key}", "missing required key")
+            raise SettingError(NAME, f"{prefix}.{key}", "missing required key")
     match = table["match"]
     if not isinstance(match, str) or not match.strip() or "/" in match:
-        raise SettingProblem(
+        raise SettingError(
+            NAME,
             f"{prefix}.match",
             f'expected a glob on the dataset\'s name like "run_*.b2nd" (no "/"), got {match!r}',
         )
     name = _template(table["name"], f"{prefix}.name")
     assert name is not None
     if "/" in name or "{folder}" in name:
-        raise SettingProblem(
+        raise SettingError(
+            NAME,
             f"{prefix}.name",
             'expected a dataset name, without "/" or {folder} (use path to choose the folder)',
         )
     expression = table["expression"]
     if not isinstance(expression, str) or not expression.strip():
-        raise SettingProblem(
-            f"{prefix}.expression", f"expected a non-empty string, got {expression!r}"
+        raise SettingError(
+            NAME, f"{prefix}.expression", f"expected a non-empty string, got {expression!r}"
         )
     used = set(_IDENTIFIER.findall(expression))
     variable = _identifier(table.get("variable", "x"), f"{prefix}.variable")
     if variable not in used:
-        raise SettingProblem(
-            f"{prefix}.variable", f"{variable} (the matched dataset) is not used in the expression"
+        raise SettingError(
+            NAME,
+            f"{prefix}.variable",
+            f"{variable} (the matched dataset) is not used in the expression",
         )
     raw_operands = table.get("operands", {})
     if not isinstance(raw_operands, dict):
-        raise SettingProblem(f"{prefix}.operands", f"expected a table, got {raw_operands!r}")
+        raise SettingError(NAME, f"{prefix}.operands", f"expected a table, got {raw_operands!r}")
     operands: dict[str, str] = {}
     for var, target in raw_operands.items():
         key = f"{prefix}.operands.{var}"
         _identifier(var, key)
         if var == variable:
-            raise SettingProblem(key, f"{var} is the matched dataset's variable already")
+            raise SettingError(NAME, key, f"{var} is the matched dataset's variable already")
         if var not in used:
-            raise SettingProblem(key, "not used in the expression")
+            raise SettingError(NAME, key, "not used in the expression")
         text = _remote_template(target, key)
         assert text is not None
         operands[var] = text
     path = _remote_template(table.get("path"), f"{prefix}.path", required=False)
     if path is not None and not path.endswith((".b2nd", "}")):  # "{folder}/{name}" is fine
-        raise SettingProblem(f"{prefix}.path", f'expected a path ending in ".b2nd", got {path!r}')
+        raise SettingError(
+            NAME, f"{prefix}.path", f'expected a path ending in ".b2nd", got {path!r}'
+        )
     return DeriveRule(
         index=index,
         match=match,
@@ -256,9 +256,9 @@ def _one_rule(index: int, table: object) -> DeriveRule:
 
 
 def parse_rules(value: object) -> tuple[DeriveRule, ...]:
-    """Validate the ``rules`` setting. :raises SettingProblem: naming the key."""
+    """Validate the ``rules`` setting. :raises SettingError: naming the key."""
     if not isinstance(value, list):
-        raise SettingProblem("rules", f"expected an array of tables, got {value!r}")
+        raise SettingError(NAME, "rules", f"expected an array of tables, got {value!r}")
     return tuple(_one_rule(index, table) for index, table in enumerate(value))
 
 
@@ -297,12 +297,7 @@ def cat2sync_declare_settings(
 @hookimpl
 def cat2sync_configure(manifest: Manifest) -> None:
     global _rules
-    settings = manifest.plugins.settings.get(NAME, {})
-    try:
-        rules = parse_rules(settings.get("rules", []))
-    except SettingProblem as exc:
-        raise ManifestError(manifest.source, f"plugins.{NAME}.{exc.key}", exc.message) from None
-    _rules = rules
+    _rules = read_settings(manifest, NAME, lambda table: parse_rules(table.get("rules", [])))
 
 
 @hookimpl

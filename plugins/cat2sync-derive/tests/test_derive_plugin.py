@@ -155,7 +155,7 @@ def test_unusable_results_are_skipped_with_a_warning(
     ],
 )
 def test_rule_validation(value: Any, key: str, message: str) -> None:
-    with pytest.raises(derive.SettingProblem) as info:
+    with pytest.raises(derive.SettingError) as info:
         derive.parse_rules(value["rules"] if isinstance(value, dict) else value)
     assert info.value.key == key
     assert message in info.value.message

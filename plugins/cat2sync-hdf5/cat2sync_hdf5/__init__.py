@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Final
 import blosc2
 import numpy as np
 
-from cat2sync.errors import ManifestError
+from cat2sync.errors import SettingError
 from cat2sync.manifest import SettingSpec
-from cat2sync.plugins import Converter, ConverterContext, hookimpl
+from cat2sync.plugins import Converter, ConverterContext, hookimpl, read_settings
 
 if TYPE_CHECKING:
     from cat2sync import Client
     from cat2sync.manifest import Manifest, UploadRule
 
-__all__ = ["MODES", "NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "SettingProblem", "convert_hdf5"]
+__all__ = ["MODES", "NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "convert_hdf5"]
 
 #: The plugin's name: its entry point, ``[plugins.hdf5]`` and ``disable = ["hdf5"]``.
 NAME: Final = "hdf5"
@@ -58,14 +58,6 @@ SETTINGS: Final[Mapping[str, SettingSpec]] = {
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
 
-class SettingProblem(ValueError):
-    """A bad setting: ``key`` is its name inside ``[plugins.hdf5]``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key, self.message = key, message
-        super().__init__(f"plugins.{NAME}.{key}: {message}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hdf5Options:
     mode: str = "unfold"
@@ -76,14 +68,17 @@ class Hdf5Options:
         merged = {**DEFAULTS, **settings}
         mode = merged["mode"]
         if mode not in MODES:
-            raise SettingProblem("mode", f'expected "unfold" or "convert", got {mode!r}')
+            raise SettingError(NAME, "mode", f'expected "unfold" or "convert", got {mode!r}')
         dataset = merged["dataset"]
         if dataset is not None and (not isinstance(dataset, str) or not dataset.strip("/")):
-            raise SettingProblem(
-                "dataset", f'expected an HDF5 dataset path like "/entry/data", got {dataset!r}'
+            raise SettingError(
+                NAME,
+                "dataset",
+                f'expected an HDF5 dataset path like "/entry/data", got {dataset!r}',
             )
         if mode == "convert" and dataset is None:
-            raise SettingProblem(
+            raise SettingError(
+                NAME,
                 "dataset",
                 'missing: mode = "convert" needs the HDF5 dataset '
                 'to convert, e.g. dataset = "/entry/data"',
@@ -104,7 +99,7 @@ def _options_for(ctx: ConverterContext) -> Hdf5Options:
         return _options
     try:
         return Hdf5Options.from_settings({**ctx.settings, "mode": "convert"})
-    except SettingProblem as exc:
+    except SettingError as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -190,11 +185,7 @@ def cat2sync_declare_settings(
 @hookimpl
 def cat2sync_configure(manifest: Manifest) -> None:
     global _options
-    try:
-        options = Hdf5Options.from_settings(manifest.plugins.settings.get(NAME, {}))
-    except SettingProblem as exc:
-        raise ManifestError(manifest.source, f"plugins.{NAME}.{exc.key}", exc.message) from None
-    _options = options
+    _options = read_settings(manifest, NAME, Hdf5Options.from_settings)
 
 
 @hookimpl

@@ -111,10 +111,10 @@ def test_options() -> None:
     assert hdf5.Hdf5Options.from_settings({}) == hdf5.Hdf5Options(mode="unfold")
     opts = hdf5.Hdf5Options.from_settings({"mode": "convert", "dataset": "/d"})
     assert (opts.mode, opts.dataset) == ("convert", "/d")
-    with pytest.raises(hdf5.SettingProblem, match='expected "unfold" or "convert"') as info:
+    with pytest.raises(hdf5.SettingError, match='expected "unfold" or "convert"') as info:
         hdf5.Hdf5Options.from_settings({"mode": "unpack"})
     assert info.value.key == "mode"
-    with pytest.raises(hdf5.SettingProblem, match="expected an HDF5 dataset path"):
+    with pytest.raises(hdf5.SettingError, match="expected an HDF5 dataset path"):
         hdf5.Hdf5Options.from_settings({"dataset": "/"})
 
 

@@ -36,10 +36,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cat2sync.errors import ManifestError
+from cat2sync.errors import SettingError
 from cat2sync.events import Event, EventKind
 from cat2sync.manifest import SettingSpec
-from cat2sync.plugins import hookimpl
+from cat2sync.plugins import hookimpl, read_settings
 
 if TYPE_CHECKING:
     from cat2sync.manifest import Manifest
@@ -51,7 +51,6 @@ __all__ = [
     "SETTINGS",
     "Notifier",
     "NotifyOptions",
-    "SettingProblem",
     "event_record",
 ]
 
@@ -85,14 +84,6 @@ SETTINGS: Final[Mapping[str, SettingSpec]] = {
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
 
 
-class SettingProblem(ValueError):
-    """A bad setting: ``key`` is its path inside ``[plugins.notify]``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key, self.message = key, message
-        super().__init__(f"plugins.{NAME}.{key}: {message}")
-
-
 def _where(url: str) -> str:
     """A URL without its path, query or credentials: webhook paths often hold a secret."""
     parts = urlsplit(url)
@@ -108,20 +99,21 @@ class NotifyOptions:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> NotifyOptions:
-        """Validate a (possibly partial) settings table. :raises SettingProblem:"""
+        """Validate a (possibly partial) settings table. :raises SettingError:"""
         merged = {**DEFAULTS, **settings}
         file = merged["file"]
         if file is not None:
             file = Path(file)
             if file.is_dir():
-                raise SettingProblem("file", f"is a folder: {file}")
+                raise SettingError(NAME, "file", f"is a folder: {file}")
         kinds = merged["kinds"]
         if kinds is not None:
             if not isinstance(kinds, list):
-                raise SettingProblem("kinds", f"expected an array of strings, got {kinds!r}")
+                raise SettingError(NAME, "kinds", f"expected an array of strings, got {kinds!r}")
             for index, kind in enumerate(kinds):
                 if kind not in KINDS:
-                    raise SettingProblem(
+                    raise SettingError(
+                        NAME,
                         f"kinds[{index}]",
                         f"unknown event kind {kind!r} (expected one of: {', '.join(KINDS)})",
                     )
@@ -133,11 +125,11 @@ class NotifyOptions:
             except ValueError:
                 parts = None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SettingProblem("webhook", "expected an http:// or https:// URL")
+                raise SettingError(NAME, "webhook", "expected an http:// or https:// URL")
         timeout = merged["webhook_timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise SettingProblem(
-                "webhook_timeout", f"expected a positive number of seconds, got {timeout!r}"
+            raise SettingError(
+                NAME, "webhook_timeout", f"expected a positive number of seconds, got {timeout!r}"
             )
         return cls(file=file, kinds=kinds, webhook=webhook, webhook_timeout=float(timeout))
 
@@ -293,11 +285,7 @@ def cat2sync_declare_settings(
 
 @hookimpl
 def cat2sync_configure(manifest: Manifest) -> None:
-    try:
-        options = NotifyOptions.from_settings(manifest.plugins.settings.get(NAME, {}))
-    except SettingProblem as exc:
-        raise ManifestError(manifest.source, f"plugins.{NAME}.{exc.key}", exc.message) from None
-    _notifier.configure(options)
+    _notifier.configure(read_settings(manifest, NAME, NotifyOptions.from_settings))
 
 
 @hookimpl

@@ -215,7 +215,7 @@ def test_http_error_status_is_a_warning(
     ],
 )
 def test_bad_settings(settings: dict[str, object], key: str, message: str) -> None:
-    with pytest.raises(notify.SettingProblem, match=message) as info:
+    with pytest.raises(notify.SettingError, match=message) as info:
         notify.NotifyOptions.from_settings(settings)
     assert info.value.key == key
 
