@@ -309,4 +309,5 @@ def test_plugin_job_ids_are_unique() -> None:
     )
     with pytest.raises(PluginError) as caught:
         plugins.jobs()
-    assert "'two'" in str(caught.value) and "already registered by 'one'" in str(caught.value)
+    # pluggy calls the plugin registered last first: it owns the id, the other is refused.
+    assert "'one'" in str(caught.value) and "already registered by 'two'" in str(caught.value)
