@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -211,53 +210,19 @@ class Daemon:
     # -- passes ----------------------------------------------------------------
 
     def reconcile(self, rule_name: str) -> None:
-        """A full pass of an upload rule: queue what changed, apply moves and deletions."""
+        """A full pass of an upload rule; the files it finds changed go to the backlog."""
         engine = self.uploads.get(rule_name)
         if engine is None:
             return
-        started = time.time()
-        error: str | None = None
-        try:
-            result = engine.reconcile()
-            error = result.refused
-            for file in result.to_send:
-                self.backlog.add(engine.rule, file.relpath, file.mtime_ns / 1e9)
-        except Cat2Error as exc:
-            error = str(exc)
-            log.warning("%s: pass failed: %s", rule_name, exc)
-        self.state.record_pass(rule_name, started=started, error=error)
+        for file in engine.run_pass().to_send:
+            self.backlog.add(engine.rule, file.relpath, file.mtime_ns / 1e9)
 
     def mirror_pass(self, rule_name: str) -> int:
         """One pass of a subscription; returns the number of entries that failed."""
         engine = self.mirrors.get(rule_name)
         if engine is None:
             return 0
-        started = time.time()
-        try:
-            result = engine.run_pass()
-        except (Cat2Error, OSError) as exc:  # server away, or the mirror folder unwritable
-            log.warning("%s: pass failed: %s", rule_name, exc)
-            self.state.record_pass(rule_name, started=started, error=str(exc))
-            return 1
-        self.state.record_pass(
-            rule_name,
-            started=started,
-            error=result.errors[-1] if result.errors else None,
-            files=result.downloaded + result.extended,
-            nbytes=result.bytes,
-        )
-        log.info(
-            "%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
-            "%d deleted, %d skipped, %d failed",
-            rule_name,
-            result.listed,
-            result.downloaded,
-            result.extended,
-            result.unchanged,
-            result.deleted,
-            result.skipped,
-            result.failed,
-        )
+        result = engine.run_pass()
         for remote in result.changed_remotes:
             self.lazy.operand_changed(remote)
         return result.failed

@@ -164,6 +164,38 @@ class MirrorEngine:
     # -- a pass ----------------------------------------------------------------
 
     def run_pass(self) -> PassResult:
+        """A pass, recorded in the state store (``status`` shows it) and summed up in
+        the log; a failure of the whole pass (the server away, the mirror folder not
+        writable) counts as one failed entry, and the next pass tries again."""
+        started = time.time()
+        try:
+            result = self._pass()
+        except (Cat2Error, OSError) as exc:
+            log.warning("%s: pass failed: %s", self.rule.name, exc)
+            self.state.record_pass(self.rule.name, started=started, error=str(exc))
+            return PassResult(failed=1, errors=[str(exc)])
+        self.state.record_pass(
+            self.rule.name,
+            started=started,
+            error=result.errors[-1] if result.errors else None,
+            files=result.downloaded + result.extended,
+            nbytes=result.bytes,
+        )
+        log.info(
+            "%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
+            "%d deleted, %d skipped, %d failed",
+            self.rule.name,
+            result.listed,
+            result.downloaded,
+            result.extended,
+            result.unchanged,
+            result.deleted,
+            result.skipped,
+            result.failed,
+        )
+        return result
+
+    def _pass(self) -> PassResult:
         """List, plan, bring what changed, then apply deletions."""
         self.rule.local.mkdir(parents=True, exist_ok=True)
         if not self._swept:

@@ -137,8 +137,20 @@ class UploadEngine:
 
     # -- a full pass -----------------------------------------------------------
 
+    def run_pass(self) -> ReconcileResult:
+        """A full pass, recorded in the state store (``status`` shows it); a failure is
+        reported, and the next pass tries again."""
+        started = time.time()
+        try:
+            result = self.reconcile()
+        except Cat2Error as exc:
+            log.warning("%s: pass failed: %s", self.rule.name, exc)
+            result = ReconcileResult(refused=str(exc))
+        self.state.record_pass(self.rule.name, started=started, error=result.refused)
+        return result
+
     def reconcile(self) -> ReconcileResult:
-        """A full pass: find the files to send, turn renames into moves, apply deletions."""
+        """Find the files to send, turn renames into moves, apply deletions."""
         local = self._march()
         if local is not None:
             self.drop_leftovers()
