@@ -182,12 +182,13 @@ class Daemon:
         return {name: c.urlbase for name, c in self.clients.items()}
 
     def emit(self, event: Event) -> None:
-        """Every event: logged, given to plugins and to ``emit``, then followed by the
-        lazy expressions that read what it changed."""
+        """Every event: logged, counted in the rule's totals, given to plugins and to
+        ``emit``, then followed by the lazy expressions that read what it changed."""
         level = (
             logging.WARNING if event.kind in (EventKind.FAILED, EventKind.SKIPPED) else logging.INFO
         )
         log.log(level, "%s: %s", event.rule, event.describe())
+        self.state.add_total(event.rule, event.kind.value, event.bytes)
         self.plugins.event(event)
         if self._extra_emit is not None:
             self._extra_emit(event)

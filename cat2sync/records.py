@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Intent", "Mirrored", "Pending", "RuleStatus", "Shipped"]
+__all__ = ["Conflict", "Intent", "Mirrored", "Pending", "RuleStatus", "Shipped", "Total"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +25,11 @@ class Shipped:
     chunks: tuple[int, ...] | None = None
     digests: tuple[str, ...] | None = None  # one per complete row of chunks
     tail_digest: str | None = None  # the rows after the last complete row of chunks
+    etag: str | None = None  # the remote's ETag right after this version was written
+    #: The remote is another writer's and this version was not sent (a conflict the rule
+    #: skips): it is never moved, appended to or removed.
+    theirs: bool = False
+    freed: float | None = None  # when the local file was removed, verified on the server
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +44,9 @@ class Mirrored:
     nchunks: int | None
     size: int  # local file size after writing
     mtime_ns: int  # local file mtime after writing
+    #: Whether the local file at the name is cat2sync's: False for one that was there
+    #: before the first pass, or kept through a conflict.
+    ours: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +75,30 @@ class Pending:
     next_attempt: float  # 0: as soon as it settles
     last_error: str | None
     remedy: str | None  # what the last error asks for (a ``Remedy`` value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conflict:
+    """Two writers disagreed about a file, and what the rule did about it."""
+
+    rule: str
+    side: str  # "upload" or "mirror"
+    path: str  # the local file, relative to the rule's folder
+    remote: str
+    action: str  # the rule's on_conflict: "keep-both", "skip" or "overwrite"
+    copy: str | None  # where the other version went (keep-both), if anywhere
+    reason: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Total:
+    """Files and bytes of one kind of event of a rule, since the state folder was made."""
+
+    rule: str
+    kind: str  # an EventKind value
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

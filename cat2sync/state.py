@@ -32,17 +32,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .errors import StateLockedError, StateVersionError
-from .records import Intent, Mirrored, Pending, RuleStatus, Shipped
+from .records import Conflict, Intent, Mirrored, Pending, RuleStatus, Shipped, Total
 
 __all__ = ["SCHEMA_VERSION", "StateStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TABLES = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE shipped(
     rule TEXT, relpath TEXT, remote TEXT, kind TEXT, size INTEGER, mtime_ns INTEGER,
     dev INTEGER, inode INTEGER, shape TEXT, dtype TEXT, chunks TEXT, digests TEXT,
-    tail_digest TEXT, updated REAL, PRIMARY KEY(rule, relpath));
+    tail_digest TEXT, updated REAL, etag TEXT, theirs INTEGER DEFAULT 0, freed REAL,
+    PRIMARY KEY(rule, relpath));
 CREATE INDEX shipped_inode ON shipped(rule, dev, inode);
 CREATE TABLE intents(
     id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, relpath TEXT, op TEXT, remote TEXT,
@@ -55,7 +56,13 @@ CREATE TABLE passes(
     bytes INTEGER, succeeded REAL);
 CREATE TABLE mirrored(
     rule TEXT, remote_rel TEXT, etag TEXT, mtime TEXT, shape TEXT, nchunks INTEGER,
-    size INTEGER, mtime_ns INTEGER, updated REAL, PRIMARY KEY(rule, remote_rel));
+    size INTEGER, mtime_ns INTEGER, updated REAL, ours INTEGER DEFAULT 1,
+    PRIMARY KEY(rule, remote_rel));
+CREATE TABLE conflicts(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, side TEXT, path TEXT, remote TEXT,
+    action TEXT, copy TEXT, reason TEXT, created REAL);
+CREATE TABLE totals(
+    rule TEXT, kind TEXT, files INTEGER, bytes INTEGER, PRIMARY KEY(rule, kind));
 """
 #: version -> the statements that bring a state folder from it to the next version.
 _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
@@ -67,11 +74,25 @@ _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
         "UPDATE passes SET succeeded = finished WHERE error IS NULL",
         "ALTER TABLE pending ADD COLUMN remedy TEXT",
     ),
+    # 3: whose the remote and the local copies are (conflicts), freed local files, the
+    # conflicts seen, and running totals per rule.
+    2: (
+        "ALTER TABLE shipped ADD COLUMN etag TEXT",
+        "ALTER TABLE shipped ADD COLUMN theirs INTEGER DEFAULT 0",
+        "ALTER TABLE shipped ADD COLUMN freed REAL",
+        "ALTER TABLE mirrored ADD COLUMN ours INTEGER DEFAULT 1",
+        "CREATE TABLE conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, side TEXT, "
+        "path TEXT, remote TEXT, action TEXT, copy TEXT, reason TEXT, created REAL)",
+        "CREATE TABLE totals(rule TEXT, kind TEXT, files INTEGER, bytes INTEGER, "
+        "PRIMARY KEY(rule, kind))",
+    ),
 }
 #: Columns stored as JSON arrays and read back as tuples.
 _TUPLE_COLUMNS = frozenset({"shape", "chunks", "digests"})
+#: Columns stored as 0/1 and read back as booleans.
+_BOOL_COLUMNS = frozenset({"theirs", "ours"})
 
-_Record = TypeVar("_Record", Shipped, Mirrored, Intent, Pending)
+_Record = TypeVar("_Record", Shipped, Mirrored, Intent, Pending, Conflict, Total)
 
 
 def _to_row(rec: Shipped | Mirrored) -> dict[str, Any]:
@@ -88,6 +109,8 @@ def _from_row(cls: type[_Record], row: sqlite3.Row) -> _Record:
     for name in _TUPLE_COLUMNS & values.keys():
         text = values[name]
         values[name] = None if text is None else tuple(json.loads(text))
+    for name in _BOOL_COLUMNS & values.keys():
+        values[name] = bool(values[name])
     return cls(**values)
 
 
@@ -388,3 +411,33 @@ class StateStore:
     def delete_mirrored(self, rule: str, remote_rel: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM mirrored WHERE rule=? AND remote_rel=?", (rule, remote_rel))
+
+    # -- conflicts -------------------------------------------------------------
+
+    def add_conflict(self, conflict: Conflict) -> None:
+        row = {f.name: getattr(conflict, f.name) for f in dataclasses.fields(conflict)}
+        with self._tx() as db:
+            db.execute(_insert("conflicts", row), row)
+
+    def conflicts(self, rule: str, *, limit: int = 20) -> list[Conflict]:
+        """The rule's latest conflicts, newest first."""
+        return self._records(
+            Conflict,
+            "SELECT * FROM conflicts WHERE rule=? ORDER BY id DESC LIMIT ?",
+            rule,
+            limit,
+        )
+
+    # -- totals ----------------------------------------------------------------
+
+    def add_total(self, rule: str, kind: str, nbytes: int) -> None:
+        """Count one event of ``kind`` (and its bytes) in the rule's running totals."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO totals VALUES (?,?,1,?) ON CONFLICT(rule, kind) DO UPDATE SET "
+                "files=files+1, bytes=bytes+excluded.bytes",
+                (rule, kind, nbytes),
+            )
+
+    def totals(self, rule: str) -> list[Total]:
+        return self._records(Total, "SELECT * FROM totals WHERE rule=? ORDER BY kind", rule)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cat2sync.errors import StateVersionError
-from cat2sync.records import Mirrored, Shipped
+from cat2sync.records import Conflict, Mirrored, Shipped
 from cat2sync.state import SCHEMA_VERSION, StateStore
 
 # The schema cat2sync 0.1 wrote (version 1), with one row in each table.
@@ -159,3 +159,28 @@ def test_the_cli_reports_a_newer_state_in_one_line(tmp_path: Path) -> None:
         f"cat2sync: {state_dir}: state schema version 99 is newer than this cat2sync "
         f"understands ({SCHEMA_VERSION}): upgrade cat2sync, or use another state_dir"
     ]
+
+
+def test_totals_and_conflicts(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state") as state:
+        state.add_total("up", "uploaded", 100)
+        state.add_total("up", "uploaded", 50)
+        state.add_total("up", "failed", 0)
+        assert [(t.kind, t.files, t.bytes) for t in state.totals("up")] == [
+            ("failed", 1, 0),
+            ("uploaded", 2, 150),
+        ]
+        for n in range(3):
+            state.add_conflict(
+                Conflict(
+                    rule="up",
+                    side="upload",
+                    path=f"run_{n}.b2nd",
+                    remote=f"@shared/x/run_{n}.b2nd",
+                    action="keep-both",
+                    copy=f"@shared/x/run_{n}.conflict-20261201T000000Z.b2nd",
+                    reason="another writer replaced it",
+                    created=float(n),
+                )
+            )
+        assert [c.path for c in state.conflicts("up", limit=2)] == ["run_2.b2nd", "run_1.b2nd"]
