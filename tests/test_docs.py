@@ -5,15 +5,15 @@ from __future__ import annotations
 import inspect
 import re
 import types
-from pathlib import Path
 
 import numpy as np
 
 from cat2sync.events import Event, EventKind
 from cat2sync.plugins import TransformContext, hookspecs
 from cat2sync.plugins.manager import Plugins
+from tests.helpers.paths import REPO
 
-DOCS = Path(__file__).parent.parent / "docs"
+DOCS = REPO / "docs"
 PLUGINS_MD = (DOCS / "plugins.md").read_text()
 
 

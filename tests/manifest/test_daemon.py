@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import expect_error
+from tests.helpers.manifest import expect_error
 
 ERRORS = [
     (

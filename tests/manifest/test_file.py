@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from helpers.manifest import (
+from tests.helpers.manifest import (
     ENV,
     NAME,
     NOTIFY_SETTINGS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import NOTIFY_SETTINGS, expect_error, load
+from tests.helpers.manifest import NOTIFY_SETTINGS, expect_error, load
 
 from cat2sync.errors import ManifestError
 from cat2sync.manifest import REQUIRED, SettingSpec, load_manifest

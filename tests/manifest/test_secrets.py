@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import ENV, NAME, SERVER, error_of, expect_error, load
+from tests.helpers.manifest import ENV, NAME, SERVER, error_of, expect_error, load
 
 from cat2sync.manifest import load_manifest
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.manifest import load
+from tests.helpers.manifest import load
 
 from cat2sync.manifest import starter_manifest
 

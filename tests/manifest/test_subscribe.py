@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import SUBSCRIBE, expect_error, load
+from tests.helpers.manifest import SUBSCRIBE, expect_error, load
 
 
 def test_subscribe_remote_alias_cron_and_names(workdir: Path) -> None:

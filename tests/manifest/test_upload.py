@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
+from tests.helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
 
 UPLOAD_KEYS = (
     "append, concurrency, delete, exclude, follow_symlinks, include, local, max_delete, name, "

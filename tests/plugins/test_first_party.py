@@ -17,18 +17,11 @@ from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.manifest import SettingSpec
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    Receiver,
-    grow_b2nd,
-    local_array,
-    make_plugin,
-    remote_array,
-    remote_info,
-    run_once,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, run_once, write_b2nd
+from cat2sync.testing import read_b2nd as local_array
+from tests.helpers.plugins import Env, make_plugin
+from tests.helpers.remote import remote_array, remote_info
+from tests.helpers.webhook import Receiver
 
 # -- convert --------------------------------------------------------------------------
 

@@ -10,21 +10,18 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
-from cat2sync.manifest import UploadRule, load_manifest
+from cat2sync.manifest import UploadRule
 from cat2sync.plugins import ConverterContext
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 RAW = np.arange(6 * 5, dtype="u2").reshape(6, 5)
 DARK = np.linspace(0, 1, 5)
 
 
 def configured(tmp_path: Path, table: str) -> Plugins:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(f"[plugins.hdf5]\n{table}\n")
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    plugins.configure(
-        load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
-    )
+    plugins.configure(plugin_manifest(tmp_path, plugins, table, section=hdf5.NAME))
     return plugins
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cat2sync.errors import ManifestError
-from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.plugins import ConverterContext
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -23,12 +23,6 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _restore_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hdf5, "_options", hdf5._options)
-
-
-def manifest_with(tmp_path: Path, plugins: Plugins, table: str) -> Manifest:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(f"[plugins.hdf5]\n{table}\n")
-    return load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
 
 
 def ctx(**settings: Any) -> ConverterContext:
@@ -120,7 +114,7 @@ def test_options() -> None:
 
 def test_convert_mode_without_dataset_is_a_manifest_error(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    manifest = manifest_with(tmp_path, plugins, 'mode = "convert"')
+    manifest = plugin_manifest(tmp_path, plugins, 'mode = "convert"', section=hdf5.NAME)
     with pytest.raises(ManifestError) as info:
         hdf5.cat2sync_configure(manifest)
     assert str(info.value) == (
@@ -132,16 +126,20 @@ def test_convert_mode_without_dataset_is_a_manifest_error(tmp_path: Path) -> Non
 def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
     with pytest.raises(ManifestError, match=r"plugins\.hdf5\.dataset: expected a string"):
-        manifest_with(tmp_path, plugins, "dataset = 3")
+        plugin_manifest(tmp_path, plugins, "dataset = 3", section=hdf5.NAME)
     with pytest.raises(ManifestError, match=r"plugins\.hdf5\.datasets: unknown key"):
-        manifest_with(tmp_path, plugins, 'datasets = ["/a"]')
+        plugin_manifest(tmp_path, plugins, 'datasets = ["/a"]', section=hdf5.NAME)
 
 
 def test_converters_only_in_convert_mode(tmp_path: Path, h5file: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    plugins.configure(manifest_with(tmp_path, plugins, 'mode = "unfold"'))
+    plugins.configure(plugin_manifest(tmp_path, plugins, 'mode = "unfold"', section=hdf5.NAME))
     assert not {".h5", ".hdf5"} & set(plugins.converters)
-    plugins.configure(manifest_with(tmp_path, plugins, 'mode = "convert"\ndataset = "/entry/big"'))
+    plugins.configure(
+        plugin_manifest(
+            tmp_path, plugins, 'mode = "convert"\ndataset = "/entry/big"', section=hdf5.NAME
+        )
+    )
     assert {".h5", ".hdf5"} <= set(plugins.converters)
     # The daemon's context may carry no settings: the configured dataset is used.
     plugins.converters[".h5"][1](h5file, tmp_path / "o.b2nd", ConverterContext())
