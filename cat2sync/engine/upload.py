@@ -96,8 +96,8 @@ class UploadEngine:
     # -- paths -----------------------------------------------------------------
 
     def remote_for(self, relpath: str) -> str:
-        """Where ``relpath`` goes; a file a plugin converts goes there as ``.b2nd``."""
-        return remote_path(self.rule.remote, relpath, self.plugins.converters)
+        """Where ``relpath`` goes; a file the rule converts goes there as ``.b2nd``."""
+        return remote_path(self.rule.remote, relpath, self.rule.convert)
 
     def local_for(self, relpath: str) -> Path:
         return self.rule.local / relpath
@@ -159,7 +159,7 @@ class UploadEngine:
             remote_folder=self.rule.remote,
             local=local,
             records=records,
-            converted=self.plugins.converters,
+            converted=self.rule.convert,
             delete=self.rule.delete,
             max_delete=self.rule.max_delete,
             folder=str(self.rule.local),
@@ -313,7 +313,7 @@ class UploadEngine:
     def _send(self, file: LocalFile, rec: Shipped | None) -> Event:
         path = self.local_for(file.relpath)
         suffix = path.suffix.lower()
-        if suffix in self.plugins.converters:
+        if suffix in self.rule.convert:  # only what the rule asks for, whatever is installed
             return self._upload_converted(file, path)
         if suffix not in ARRAY_SUFFIXES:
             return self._upload_whole(file, path, layout=None)
