@@ -11,12 +11,12 @@ from pathlib import Path
 
 from ..client import Client
 from ..errors import NotFound
-from ..events import Event, EventKind, EventSink
+from ..events import Event, EventKind
 from ..records import Conflict
 from ..state import StateStore
 from .plan import Clash, conflict_name
 
-__all__ = ["free_remote_name", "place_beside", "report", "same_bytes"]
+__all__ = ["free_remote_name", "place_beside", "record", "same_bytes"]
 
 _MAX_COUNTER = 1000  # conflict copies of one file within one second
 _COMPARE_BLOCK = 4 * 2**20
@@ -62,9 +62,8 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return True
 
 
-def report(
+def record(
     state: StateStore,
-    emit: EventSink,
     conflict: Clash,
     *,
     rule: str,
@@ -73,8 +72,8 @@ def report(
     remote: str,
     copy: str | None,
     outcome: str,
-) -> None:
-    """Record a conflict and emit its event: one line with both paths, ``outcome``
+) -> Event:
+    """Record a conflict; returns its event: one line with both paths, ``outcome``
     saying where each version is."""
     state.add_conflict(
         Conflict(
@@ -88,12 +87,10 @@ def report(
             created=time.time(),
         )
     )
-    emit(
-        Event(
-            kind=EventKind.CONFLICT,
-            rule=rule,
-            path=path,
-            remote=remote,
-            message=f"{conflict.reason}: {outcome}",
-        )
+    return Event(
+        kind=EventKind.CONFLICT,
+        rule=rule,
+        path=path,
+        remote=remote,
+        message=f"{conflict.reason}: {outcome}",
     )

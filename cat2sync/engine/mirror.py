@@ -43,7 +43,8 @@ from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
 from ..records import Mirrored
 from ..state import StateStore
-from .conflicts import place_beside, report, same_bytes
+from . import conflicts
+from .conflicts import place_beside, same_bytes
 from .localtree import TEMP_PREFIX, Matcher
 from .names import local_target
 from .plan import (
@@ -470,9 +471,8 @@ class MirrorEngine:
             if copy
             else ("kept the local file; nothing written (on_conflict = skip)")
         )
-        report(
+        event = conflicts.record(
             self.state,
-            self.emit,
             clash,
             rule=self.rule.name,
             side="mirror",
@@ -481,7 +481,7 @@ class MirrorEngine:
             copy=self._local_rel(copy) if copy else None,
             outcome=where,
         )
-        return _Outcome("conflicts")
+        return _Outcome("conflicts", event)
 
     def _record_entry(self, entry: _Remote, *, ours: bool) -> None:
         """Record the remote version as seen (so that an unchanged remote raises no new

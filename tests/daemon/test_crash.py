@@ -68,10 +68,11 @@ def test_append_applied_but_not_recorded(
     with StateStore(state_dir) as state:
         assert state.intents() == []
 
-    # Rows on the server that are not ours are never trusted: a whole upload fixes it.
+    # Rows on the server that are not ours are never trusted: with on_conflict =
+    # "overwrite" a whole upload replaces them (keep-both is in test_conflicts.py).
     grow_b2nd(path, _rows(rng, 20))
     client.append(remote, np.full((20, COLS), -1.0))
-    done = run_once(manifest)
+    done = run_once(make_manifest(on_conflict="overwrite"))
     assert done.kinds() == [EventKind.UPLOADED]
     assert np.array_equal(client.fetch(remote), read_b2nd(path))
 

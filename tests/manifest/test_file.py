@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cat2sync.errors import ManifestError
+from cat2sync.manifest import ServerConfig, SubscribeRule, TransformSpec, UploadRule, load_manifest
 from tests.helpers.manifest import (
     ENV,
     NAME,
@@ -22,11 +27,6 @@ from tests.helpers.manifest import (
     load,
     set_in,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from cat2sync.errors import ManifestError
-from cat2sync.manifest import ServerConfig, SubscribeRule, TransformSpec, UploadRule, load_manifest
 
 FULL = """
 [daemon]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
 
 UPLOAD_KEYS = (

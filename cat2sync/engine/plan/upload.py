@@ -82,6 +82,9 @@ class UploadPlan:
     #: Records of vanished files whose remote is another writer's: forgotten, never
     #: removed remotely.
     forget: tuple[Shipped, ...] = ()
+    #: New files whose name the server lists already (first contact): compared before
+    #: anything is sent; the same content is adopted.
+    compare_first: tuple[Send, ...] = ()
 
 
 def plan_upload_pass(
@@ -93,6 +96,7 @@ def plan_upload_pass(
     delete: bool = False,
     max_delete: float = 0.5,
     folder: str = "",
+    listed: Collection[str] | None = None,
 ) -> UploadPlan:
     """What a full pass of an upload rule does.
 
@@ -101,6 +105,7 @@ def plan_upload_pass(
     :param records: the state store's ``shipped`` records of the rule.
     :param converted: suffixes a plugin converts to ``.b2nd`` on the way.
     :param folder: the local folder, for the refusal message.
+    :param listed: the remote folder's listing (relative names), when the march has it.
     """
     if local is None:
         return UploadPlan(
@@ -109,6 +114,7 @@ def plan_upload_pass(
         )
     moves: list[Move] = []
     send: list[Send] = []
+    first: list[Send] = []
     claimed: set[str] = set()  # records already moved to a new name
     for relpath, file in local.items():
         rec = records.get(relpath)
@@ -121,13 +127,17 @@ def plan_upload_pass(
         if twin is not None and not is_folder_to_server(remote):
             claimed.add(twin.relpath)
             moves.append(Move(twin, file, remote))
+        elif listed is not None and remote[len(remote_folder) + 1 :] in listed:
+            first.append(Send(file, None))
         else:
             send.append(Send(file, None))
     gone = [r for p, r in records.items() if p not in local and p not in claimed and not r.freed]
     forget = tuple(r for r in gone if r.theirs)
     vanished = [r for r in gone if not r.theirs]
     if not delete or not vanished:
-        return UploadPlan(send=tuple(send), moves=tuple(moves), forget=forget)
+        return UploadPlan(
+            send=tuple(send), moves=tuple(moves), forget=forget, compare_first=tuple(first)
+        )
     refusal = deletion_refusal(
         UPLOAD,
         known=len(records),
@@ -137,7 +147,12 @@ def plan_upload_pass(
     )
     removals = () if refusal else tuple(Removal(r) for r in vanished)
     return UploadPlan(
-        send=tuple(send), moves=tuple(moves), removals=removals, refusal=refusal, forget=forget
+        send=tuple(send),
+        moves=tuple(moves),
+        removals=removals,
+        refusal=refusal,
+        forget=forget,
+        compare_first=tuple(first),
     )
 
 

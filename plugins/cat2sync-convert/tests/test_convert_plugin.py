@@ -253,7 +253,6 @@ def test_defaults() -> None:
         ({"filters": ["shuffle"] * 7}, "filters", "at most 6"),
         ({"chunks": [10, 0]}, "chunks[1]", "positive integer"),
         ({"chunks": []}, "chunks", "non-empty"),
-        ({"formats": ["npy", "hdf5"]}, "formats[1]", 'unknown value "hdf5"'),
         ({"delimiter": ";;"}, "delimiter", "one character"),
         ({"skiprows": -1}, "skiprows", "non-negative"),
         ({"csv_dtype": "str"}, "csv_dtype", "numeric"),
@@ -287,16 +286,15 @@ def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
         plugin_manifest(tmp_path, plugins, "level = 3", section=conv.NAME)
 
 
-def test_registered_suffixes_follow_the_formats_setting(tmp_path: Path) -> None:
+def test_every_format_is_registered_and_the_rules_choose(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
     assert set(plugins.converters) == {".npy", ".npz", ".csv", ".tif", ".tiff"}
     assert "cat2sync_register_converters" in next(
         p.hooks for p in plugins.describe() if p.name == "cat2sync_convert"
     )
-    plugins.configure(
-        plugin_manifest(tmp_path, plugins, 'formats = ["npy", "tiff"]', section=conv.NAME)
-    )
-    assert set(plugins.converters) == {".npy", ".tif", ".tiff"}
+    # The old table key is gone: a rule's ``convert`` says what is converted.
+    with pytest.raises(ManifestError, match=r"plugins\.convert\.formats: unknown key"):
+        plugin_manifest(tmp_path, plugins, 'formats = ["npy"]', section=conv.NAME)
 
 
 def test_configured_settings_apply_when_the_context_has_none(tmp_path: Path) -> None:
