@@ -625,7 +625,7 @@ class MirrorEngine:
                     rule=self.rule.name,
                     path=rec.remote_rel,
                     remote=remote,
-                    message="changed locally since it was mirrored: kept",
+                    message="not cat2sync's, or changed locally since it was mirrored: kept",
                 )
             )
         else:

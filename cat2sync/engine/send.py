@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,6 +35,7 @@ from ..records import Intent, Shipped
 from ..state import StateStore
 from . import conflicts
 from .arrays import ARRAY_SUFFIXES, Layout, layout_of, open_array, rows_frame
+from .compare import compare
 from .localtree import TEMP_PREFIX
 from .plan import (
     ABSENT,
@@ -53,7 +54,6 @@ from .plan import (
     rows_to_append,
 )
 from .transforms import Chain
-from .verify import compare
 
 __all__ = ["Sender"]
 
@@ -148,11 +148,18 @@ class Sender:
         with self._scratch() as tmp:
             yield self._convert(path, Path(tmp), relpath)
 
-    def compare(self, relpath: str, remote: str) -> str | None:
+    def compare(
+        self, relpath: str, remote: str, *, progress: Callable[[int], None] | None = None
+    ) -> str | None:
         """What differs between the local file and ``remote`` (None: nothing)."""
         with self.comparable(relpath) as local:
             return compare(
-                self.client, remote, local, scratch=self.state.state_dir / "tmp", chain=self.chain
+                self.client,
+                remote,
+                local,
+                scratch=self.state.state_dir / "tmp",
+                chain=self.chain,
+                progress=progress,
             )
 
     def adopt(self, file: LocalFile, remote: str) -> Event:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..client import Client
@@ -344,12 +344,8 @@ class UploadEngine:
         # This thread's bytes only: other files are being sent at the same time.
         sent_before = self.client.stats.this_thread()[0]
         event = self.sender.send(file, placed.record)
-        return Event(
-            kind=event.kind,
-            rule=event.rule,
-            path=event.path,
-            remote=event.remote,
-            rows=event.rows,
+        return replace(
+            event,
             bytes=self.client.stats.this_thread()[0] - sent_before,
             seconds=time.monotonic() - started,
         )
