@@ -13,6 +13,8 @@ of one test alone (superuser ``BOSS``), for tests that stop or kill it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from .client import Client
-from .server import LocalServer
+from .server import LocalServer, LocalServer2025
 
 __all__ = ["ADMIN", "ALICE", "BOB", "BOSS"]
 
@@ -84,3 +86,49 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+# -- the Caterva2 2025.8.7 server ------------------------------------------------------
+#
+# ``old_server`` is the seed-era server (``cat2sub``), started from a virtual environment
+# of its own (``make caterva2-2025``) with the same users as ``server``. Its tests are
+# skipped when that environment is missing, unless CAT2SYNC_CATERVA2_2025_BIN names it
+# (``make test`` does): then a missing server is an error, not a skip.
+
+CATERVA2_2025_BIN = "CAT2SYNC_CATERVA2_2025_BIN"
+
+
+def caterva2_2025_bindir(config: pytest.Config) -> Path:
+    """The ``bin`` folder of the 2025.8.7 server's environment; skips the test if absent."""
+    named = os.environ.get(CATERVA2_2025_BIN)
+    if named:
+        return Path(named)
+    default = config.rootpath / ".venv-c2-2025" / "bin"
+    if not (default / "cat2sub").exists():
+        pytest.skip(
+            f"no Caterva2 2025.8.7 server: run 'make caterva2-2025' or set {CATERVA2_2025_BIN}"
+        )
+    return default
+
+
+@contextlib.contextmanager
+def running_with_users(srv: LocalServer) -> Iterator[LocalServer]:
+    """Start ``srv``, add alice and bob; stop it afterwards."""
+    srv.start()
+    try:
+        srv.add_user(*ALICE)
+        srv.add_user(*BOB)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def old_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalServer]:
+    """A real Caterva2 2025.8.7 server on a free loopback port, with admin, alice and bob."""
+    bindir = caterva2_2025_bindir(request.config)
+    srv = LocalServer2025(tmp_path_factory.mktemp("caterva2-2025"), bindir=bindir, superuser=ADMIN)
+    with running_with_users(srv) as started:
+        yield started
