@@ -119,6 +119,9 @@ def test_stat_and_a_whole_fetch_give_the_same_etag(
     alice.upload(make_b2nd("same.b2nd", A, chunks=(3, 10)), dataset)  # same bytes again
     _, rewritten = alice.stat(dataset)
     assert rewritten not in (etag, grown)
+    alice.upload(make_b2nd("same.b2nd", A, chunks=(3, 10)), f"{dataset}.new.b2nd")
+    alice.move(f"{dataset}.new.b2nd", dataset)  # another file (same bytes) takes its place
+    assert alice.stat(dataset)[1] not in (etag, grown, rewritten)
 
 
 def test_a_regular_file_has_an_etag_that_changes(
