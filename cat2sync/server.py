@@ -236,6 +236,17 @@ class LocalServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
+# cat2sub's own entry point, once asyncio's global event-loop policy exists. uvicorn never
+# creates it; blosc2 3.11.1 does, from a reader thread, at the first lazy expression, and
+# if garbage collection runs an aiosqlite connection's __del__ meanwhile, that asks for the
+# policy under the same non-reentrant lock: the thread deadlocks, and the server with it
+# (seen with py-spy in this project's suite).
+_RUN_CAT2SUB = (
+    "import asyncio, sys; asyncio.get_event_loop_policy(); sys.argv[0] = 'cat2sub'; "
+    "from caterva2.services.sub import main; main()"
+)
+
+
 class LocalServer2025(LocalServer):
     """A Caterva2 **2025.8.7** server (``cat2sub``) from a virtual environment of its own.
 
@@ -269,8 +280,11 @@ class LocalServer2025(LocalServer):
         return str(path)
 
     def _server_command(self, conf: Path) -> list[str]:
+        self._script("cat2sub")  # what is missing, if anything
         return [
-            self._script("cat2sub"),
+            self._script("python"),
+            "-c",
+            _RUN_CAT2SUB,
             "--conf",
             str(conf),
             "--statedir",

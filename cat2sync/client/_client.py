@@ -666,8 +666,9 @@ class Client:
                     raise
         self._features.note(
             "lazyarr",
-            "this server has no /api/upload_lazyarr (Caterva2 2025): results computed "
-            "for a path outside @personal are computed there, then moved on the server",
+            "this server has no /api/upload_lazyarr (Caterva2 2025): concatenate and "
+            "stack use its /api/concat/ and /api/stack/ where they work; other results "
+            "are computed into @personal, then moved on the server",
         )
         raise Unsupported("this server cannot compute into a path (Caterva2 2025)", path=target)
 
