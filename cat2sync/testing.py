@@ -54,7 +54,7 @@ from .daemon import Daemon
 from .events import Event, EventKind
 from .manifest import Manifest, load_manifest
 from .plugins.manager import Plugins
-from .server import LocalServer
+from .server import LocalServer, LocalServer2025
 
 __all__ = [
     "ADMIN",
@@ -383,3 +383,49 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+# -- the Caterva2 2025.8.7 server ------------------------------------------------------
+#
+# ``old_server`` is the seed-era server (``cat2sub``), started from a virtual environment
+# of its own (``make caterva2-2025``) with the same users as ``server``. Its tests are
+# skipped when that environment is missing, unless CAT2SYNC_CATERVA2_2025_BIN names it
+# (``make test`` does): then a missing server is an error, not a skip.
+
+CATERVA2_2025_BIN = "CAT2SYNC_CATERVA2_2025_BIN"
+
+
+def caterva2_2025_bindir(config: pytest.Config) -> Path:
+    """The ``bin`` folder of the 2025.8.7 server's environment; skips the test if absent."""
+    named = os.environ.get(CATERVA2_2025_BIN)
+    if named:
+        return Path(named)
+    default = config.rootpath / ".venv-c2-2025" / "bin"
+    if not (default / "cat2sub").exists():
+        pytest.skip(
+            f"no Caterva2 2025.8.7 server: run 'make caterva2-2025' or set {CATERVA2_2025_BIN}"
+        )
+    return default
+
+
+@contextlib.contextmanager
+def running_with_users(srv: LocalServer) -> Iterator[LocalServer]:
+    """Start ``srv``, add alice and bob; stop it afterwards."""
+    srv.start()
+    try:
+        srv.add_user(*ALICE)
+        srv.add_user(*BOB)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def old_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalServer]:
+    """A real Caterva2 2025.8.7 server on a free loopback port, with admin, alice and bob."""
+    bindir = caterva2_2025_bindir(request.config)
+    srv = LocalServer2025(tmp_path_factory.mktemp("caterva2-2025"), bindir=bindir, superuser=ADMIN)
+    with running_with_users(srv) as started:
+        yield started
