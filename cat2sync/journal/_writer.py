@@ -28,7 +28,7 @@ import numpy as np
 
 from ..client import Client
 from ..engine.localtree import TEMP_PREFIX
-from ..errors import BadRequest, Cat2Error, NotFound, RemoteError
+from ..errors import BadRequest, Cat2Error, NotFound, RemoteError, ServerError
 from ._format import (
     JOURNAL_FOLDER,
     SEGMENT_BYTES,
@@ -40,6 +40,7 @@ from ._format import (
     encode_body,
     encode_entry,
     encode_header,
+    parse_segment,
     parse_since,
     segment_name,
     split_segment_name,
@@ -341,11 +342,11 @@ class JournalWriter:
         """Append ``batch`` (or open a segment with it); returns the entries that are
         now on the server (0 when a check found some of them there already)."""
         cursor = self._cursor
-        if cursor.end is None:
-            return self._new_segment(batch)
         if self._unsure:
             self._unsure = False
             return self._resync()
+        if cursor.end is None:
+            return self._new_segment(batch)
         lines = [encode_body(u.body, cursor.end.seq + i) for i, u in enumerate(batch)]
         data = b"".join(lines)
         if cursor.end.offset + len(data) > SEGMENT_BYTES:
@@ -380,11 +381,15 @@ class JournalWriter:
     def _resync(self) -> int:
         """Before the first append of a run, or after one whose answer was lost: make
         the cursor match the server. Lines past it must be the first unsent entries
-        (appended, answer lost); anything else makes the writer start a new segment."""
+        (appended, answer lost), and so must a next segment made by a run killed before
+        it saved the cursor; anything else makes the writer start a new segment."""
         cursor = self._cursor
-        assert cursor.end is not None
         own = self._own_segments()
-        if cursor.end.segment not in own or max(own) > cursor.end.segment:
+        current = 0 if cursor.end is None else cursor.end.segment
+        newest = max(own, default=0)
+        if newest == current + 1 and self._adopt(newest):
+            return 0
+        if cursor.end is None or current not in own or newest > current:
             return self._new_segment(self._batch_now(), known=own)
         since = cursor.end
         try:
@@ -398,22 +403,45 @@ class JournalWriter:
         parsed = parse_since(data, since)
         with self._lock:
             unsent = list(self._unsent)
-        if not self._are_ours(parsed, data, since, unsent):
+        if not self._are_ours(parsed, data, since.offset - since.tail, unsent):
             log.warning("%s: journal changed on the server: starting anew", self.rule)
             return self._new_segment(self._batch_now(), known=own)
         assert isinstance(parsed, Parsed)
         self._confirm(replace(cursor, end=parsed.end), unsent[: len(parsed.reads)])
         return 0
 
+    def _adopt(self, segment: int) -> bool:
+        """Take over ``segment`` as the current one when it holds the first unsent
+        entries (a run killed between making it and saving the cursor)."""
+        try:
+            got = self.client.get_slice(self._path(segment), slice(0, None), as_blosc2=False)
+        except (NotFound, BadRequest, ServerError):
+            return False
+        data = got.tobytes() if isinstance(got, np.ndarray) else b""
+        parsed = parse_segment(
+            data,
+            writer=self.writer,
+            segment=segment,
+            folder=self.folder,
+            seq=self._cursor.next_seq,
+        )
+        with self._lock:
+            unsent = list(self._unsent)
+        if not self._are_ours(parsed, data, 0, unsent):
+            return False
+        assert isinstance(parsed, Parsed) and parsed.header is not None
+        cursor = replace(self._cursor, end=parsed.end, epoch=parsed.header.epoch)
+        self._confirm(cursor, unsent[: len(parsed.reads)])
+        return True
+
     @staticmethod
     def _are_ours(
-        parsed: Parsed | Untrusted, data: bytes, since: Position, unsent: Sequence[_Unsent]
+        parsed: Parsed | Untrusted, data: bytes, base: int, unsent: Sequence[_Unsent]
     ) -> bool:
-        """Whether the lines after ``since`` are the first ``unsent`` entries, byte for
-        byte (an append whose answer was lost)."""
+        """Whether the entries ``parsed`` from ``data`` (which starts at segment offset
+        ``base``) are the first ``unsent`` ones, byte for byte."""
         if isinstance(parsed, Untrusted) or not parsed.complete or len(parsed.reads) > len(unsent):
             return False
-        base = since.offset - since.tail
         for read, waiting in zip(parsed.reads, unsent, strict=False):
             line = encode_body(waiting.body, read.seq)
             start = read.before.offset - base

@@ -255,3 +255,41 @@ def test_a_state_copied_elsewhere_or_a_new_folder_gets_a_writer_of_its_own(
     moved = make_writer(folder=f"{remote_dir}-elsewhere")
     assert moved.writer not in (writer.writer, copied.writer)
     assert store.journal_pending("up") == []  # names of the old folder are dropped
+
+
+@pytest.mark.parametrize("rotating", [False, True])
+def test_a_segment_made_just_before_a_kill_is_taken_over_at_the_next_start(
+    client: Client,
+    make_writer: MakeWriter,
+    remote_dir: str,
+    store: WriterStore,
+    monkeypatch: pytest.MonkeyPatch,
+    rotating: bool,
+) -> None:
+    monkeypatch.setattr("cat2sync.journal._writer.SEGMENT_BYTES", 300)
+    dead = make_writer(killed=True)
+    if rotating:
+        dead.record(Entry.sent("a.b2nd"))
+        dead.flush()
+    reader = JournalReader(client, remote_dir)
+    positions = reader.read({}).positions if rotating else {}
+    dead.record(Entry.sent("b" * 100 + ".b2nd"))
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise SystemExit("SIGKILL after the segment was moved into place")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "put_journal_cursor", killed)
+        with pytest.raises(SystemExit):
+            dead.flush()
+    again = make_writer()
+    again.start()
+    if rotating:  # a reader follows into the segment taken over, in a journal pass
+        got = reader.read(positions)
+        assert isinstance(got, Incremental), got
+        assert [c.name for c in got.changes] == ["b" * 100 + ".b2nd"]
+    again.record(Entry.sent("c.b2nd"))
+    again.flush()
+    assert names_in(client, remote_dir) == ["b" * 100 + ".b2nd", "c.b2nd"]
+    assert seqs_in(client, remote_dir) == ([2, 3] if rotating else [1, 2])
+    assert len(segments_in(client, remote_dir)) == 2
