@@ -183,6 +183,8 @@ class JournalReader:
             info, _ = self.client.stat(self._path(journal.writer, segment))
         except NotFound:
             return Untrusted("it vanished while being read")
+        except (BadRequest, ServerError) as exc:
+            return Untrusted(f"the server cannot read segment {segment} ({exc})")
         shape = info.get("shape")
         if not (isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int)):
             return Untrusted("it is not a journal (not a 1-D array)")
@@ -207,6 +209,8 @@ class JournalReader:
             return Untrusted(f"segment {segment} vanished while being read")
         except (BadRequest, ServerError) as exc:
             return Untrusted(f"the server cannot read segment {segment} ({exc})")
+        except (ValueError, RuntimeError, KeyError) as exc:  # blosc2, on an undecodable body
+            return Untrusted(f"segment {segment} came back undecodable ({exc})")
         if not isinstance(got, np.ndarray) or got.dtype != np.uint8 or got.ndim != 1:
             return Untrusted(f"segment {segment} is not a journal (not a 1-D uint8 array)")
         return got.tobytes()

@@ -37,6 +37,7 @@ from ._format import (
     Parsed,
     Position,
     Untrusted,
+    check_name,
     encode_body,
     encode_entry,
     encode_header,
@@ -293,8 +294,15 @@ class JournalWriter:
         self._record(entry, None)
 
     def _record(self, entry: Entry, row: int | None) -> None:
+        unsafe = next(filter(None, map(check_name, entry.names())), None)
+        if unsafe:
+            # No subscriber mirrors such a name (the same rules): nothing to tell them.
+            log.info("%s: not journaled: %s", self.rule, unsafe)
+            if row is not None:
+                self._forget(row)
+            return
         entry = entry.stamped(time.time())
-        encode_entry(entry, 1)  # refuses an unsafe name or an entry too long, now
+        encode_entry(entry, 1)  # an entry too long for a line fails here, not at a flush
         body = entry.body()
         text = json.dumps(body)
         if row is None:
@@ -553,10 +561,14 @@ class JournalWriter:
             try:
                 self.flush()
                 delay = 0.0
-            except (Cat2Error, OSError) as exc:
+            except Exception as exc:  # the thread must outlive any failure: retry later
                 delay = min(_RETRY_MAX, max(1.0, 2 * delay))
                 log.warning(
-                    "%s: journal not written (retrying in %.0f s): %s", self.rule, delay, exc
+                    "%s: journal not written (retrying in %.0f s): %s",
+                    self.rule,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, Cat2Error | OSError),
                 )
                 with self._lock:
                     self._lock.wait_for(lambda: self._stopping, timeout=delay)

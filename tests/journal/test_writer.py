@@ -293,3 +293,15 @@ def test_a_segment_made_just_before_a_kill_is_taken_over_at_the_next_start(
     assert names_in(client, remote_dir) == ["b" * 100 + ".b2nd", "c.b2nd"]
     assert seqs_in(client, remote_dir) == ([2, 3] if rotating else [1, 2])
     assert len(segments_in(client, remote_dir)) == 2
+
+
+def test_a_name_no_subscriber_can_mirror_is_not_journaled(
+    client: Client, make_writer: MakeWriter, remote_dir: str, store: WriterStore
+) -> None:
+    writer = make_writer()
+    with writer.change("bad\x1bname.b2nd") as change:  # a mirror skips it: unsafe name
+        change.record(Entry.sent("bad\x1bname.b2nd"))
+    writer.record(Entry.sent("good.b2nd"))
+    writer.flush()
+    assert names_in(client, remote_dir) == ["good.b2nd"]
+    assert store.journal_pending("up") == []
