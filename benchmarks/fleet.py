@@ -182,7 +182,7 @@ class _Window:
         self.ctx, self.fleet, self.relay = ctx, fleet, relay
         self.log = ctx.server_state.parent / "server.log"
         self.cpu = self.seconds = 0.0
-        self.requests = self.passes = 0
+        self.requests = self.passes = self.uploader = 0
         self._marks = (0.0, 0.0, 0, 0, 0)
 
     def open(self) -> _Window:
@@ -215,8 +215,8 @@ class _Window:
         with self.log.open("rb") as log:
             log.seek(log0)
             logged = len(_REQUEST.findall(log.read()))
-        uploader = self.relay.totals().requests - relayed0
-        self.requests = logged - uploader - own_requests
+        self.uploader = self.relay.totals().requests - relayed0
+        self.requests = logged - self.uploader - own_requests
         self.passes = sum(d.passes() for d in self.fleet) - passes0
         if self.passes <= 0:
             raise VerificationError(f"no subscriber pass finished in {self.seconds:.0f} s")
@@ -369,6 +369,12 @@ def _figures(
             False,
         ),
         Figure(f"{label}: requests per changed dataset and subscriber", extra, "req", False),
+        Figure(
+            f"{label}: uploader's requests per changed dataset",
+            busy.uploader / (sz.rounds * sz.changes),
+            "req",
+            False,
+        ),
         Figure(
             f"{label}: upload -> last subscriber's copy, median",
             median(f for f, _ in fresh),

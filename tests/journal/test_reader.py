@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import blosc2
 import numpy as np
@@ -25,6 +26,8 @@ from cat2sync.journal import (
     Position,
 )
 from cat2sync.journal._format import encode_entry, segment_name
+from cat2sync.server import LocalServer
+from cat2sync.testing import ALICE
 
 
 def started(writer: JournalWriter, *names: str) -> JournalWriter:
@@ -58,7 +61,7 @@ def test_a_folder_without_journals_is_mirrored_as_before(client: Client, remote_
 
 
 def test_a_pass_that_finds_no_change_costs_one_request_per_writer_and_the_listing(
-    client: Client, make_writer: MakeWriter, remote_dir: str, tmp_path: object
+    client: Client, make_writer: MakeWriter, remote_dir: str, tmp_path: Path
 ) -> None:
     reader = JournalReader(client, remote_dir)
     started(make_writer(), "a.b2nd")
@@ -67,7 +70,7 @@ def test_a_pass_that_finds_no_change_costs_one_request_per_writer_and_the_listin
     assert isinstance(got, Incremental) and got.changes == () and requests == 2
     assert got.positions == positions
     for n in (2, 3):  # more writers into the same folder: one request more each
-        other = WriterStore(tmp_path / f"other{n}.db")  # type: ignore[operator]
+        other = WriterStore(tmp_path / f"other{n}.db")
         started(make_writer(state=other, identity=f"host-{n}"), f"w{n}.b2nd")
         positions = follow(reader)
         got, requests = requests_of(client, lambda: reader.read(positions))  # noqa: B023
@@ -244,11 +247,11 @@ def test_a_rewritten_journal_of_the_same_length_is_not_trusted(
     ],
 )
 def test_a_file_named_like_a_journal_that_is_not_one_is_not_trusted(
-    client: Client, remote_dir: str, tmp_path: object, kind: str, reason: str
+    client: Client, remote_dir: str, tmp_path: Path, kind: str, reason: str
 ) -> None:
     writer = "0123456789abcdef"
     path = segment_path(remote_dir, writer)
-    local = tmp_path / "x.b2nd"  # type: ignore[operator]
+    local = tmp_path / "x.b2nd"
     if kind == "float array":
         blosc2.asarray(np.arange(100.0), urlpath=str(local), mode="w")
     elif kind == "frame":
@@ -318,16 +321,18 @@ def test_a_reader_never_writes_or_raises_on_any_of_it(
 
 
 def test_two_writers_and_a_reader_at_once_lose_nothing(
-    client: Client, make_writer: MakeWriter, remote_dir: str, tmp_path: object
+    server: LocalServer, client: Client, make_writer: MakeWriter, remote_dir: str, tmp_path: Path
 ) -> None:
-    second = WriterStore(tmp_path / "second.db")  # type: ignore[operator]
+    second = WriterStore(tmp_path / "second.db")
+    other_host = Client(server.url, ALICE)  # each uploader, and the reader, its own client
     writers = [
         make_writer(quiet=0.01, max_delay=0.05),
-        make_writer(state=second, identity="host-2", quiet=0.01, max_delay=0.05),
+        make_writer(client=other_host, state=second, identity="host-2", quiet=0.01, max_delay=0.05),
     ]
     for i, writer in enumerate(writers):
         started(writer, f"w{i}/first.b2nd")
-    reader = JournalReader(client, remote_dir)
+    subscriber = Client(server.url, ALICE)
+    reader = JournalReader(subscriber, remote_dir)
     positions = follow(reader)
     seen: dict[str, list[str]] = {w.writer: [] for w in writers}
     done = threading.Event()
@@ -364,6 +369,8 @@ def test_two_writers_and_a_reader_at_once_lose_nothing(
     done.set()
     reading.join()
     second.close()
+    other_host.close()
+    subscriber.close()
     assert all(isinstance(o, Incremental) for o in outcomes), [
         o for o in outcomes if not isinstance(o, Incremental)
     ]
