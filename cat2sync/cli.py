@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit code 1 when any file failed.",
     )
     once.add_argument("manifest", type=Path)
+    once.add_argument(
+        "--full",
+        action="store_true",
+        help="subscriptions list their whole folders and ask about every file, "
+        "whatever the change journals say (catches writers that keep no journal)",
+    )
 
     validate = sub.add_parser("validate", help="check a manifest and exit")
     validate.add_argument("manifest", type=Path)
@@ -204,7 +210,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
     daemon = _make_daemon(manifest, plugins, args)
     progress = _start_progress(daemon) if sys.stdout.isatty() else None
     try:
-        failures = daemon.once()
+        failures = daemon.once(full=args.full)
     finally:
         if progress is not None:
             progress.stop()

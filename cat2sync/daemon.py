@@ -113,6 +113,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self._manifest_sig = _file_signature(manifest.path)
         self._rule_jobs: set[str] = set()  # the scheduler's jobs that belong to rules
+        self._started = False  # engines started (journals repaired), once or for a run
         self.scheduler = Scheduler()
         self.lazy = LazyRouter(self.scheduler, RUN, stopping=self._stopping, emit=self.emit)
         workers = max([r.concurrency for r in manifest.uploads] or [1])
@@ -144,6 +145,7 @@ class Daemon:
                 self.clients[name] = self._embedded.connect(cfg)
                 self._server_cfgs[name] = cfg
         state, emit, plugins = self.state, self.emit, self.plugins
+        old_uploads = self.uploads
         self.uploads = {
             r.name: _keep_or_build(
                 self.uploads,
@@ -166,9 +168,22 @@ class Daemon:
             )
             for r in manifest.lazyexprs
         }
+        self._retire(old_uploads)
         self.backlog.use(self.uploads, retry_max=manifest.daemon.retry_max)
         self.lazy.use(self.lazyexprs, retry_max=manifest.daemon.retry_max)
         self.manifest = manifest
+
+    def _retire(self, old: dict[str, UploadEngine]) -> None:
+        """Close the upload engines a reload replaced (their journals flush); start the
+        new ones, when the daemon runs already."""
+        current = set(map(id, self.uploads.values()))
+        for engine in old.values():
+            if id(engine) not in current:
+                engine.close()
+        if self._started:
+            for engine in self.uploads.values():
+                if engine not in old.values():
+                    engine.start()
 
     @property
     def server_urls(self) -> dict[str, str]:
@@ -211,12 +226,15 @@ class Daemon:
         for file in engine.run_pass().to_send:
             self.backlog.add(engine.rule, file.relpath, file.mtime_ns / 1e9)
 
-    def mirror_pass(self, rule_name: str) -> int:
-        """One pass of a subscription; returns the number of entries that failed."""
+    def mirror_pass(self, rule_name: str, *, full: bool = False) -> int:
+        """One pass of a subscription; returns the number of entries that failed.
+
+        :param full: list the whole folder, whatever its journals say.
+        """
         engine = self.mirrors.get(rule_name)
         if engine is None:
             return 0
-        result = engine.run_pass()
+        result = engine.run_pass(full=full)
         for remote in result.changed_remotes:
             self.lazy.operand_changed(remote)
         return result.failed
@@ -351,7 +369,8 @@ class Daemon:
     def _begin(self) -> None:
         """Clean up after an interrupted run, and start sending files."""
         for engine in self.uploads.values():
-            engine.cleanup_intents()
+            engine.start()
+        self._started = True
         self.backlog.resume()
         self.backlog.start()
 
@@ -363,16 +382,21 @@ class Daemon:
     def stop(self) -> None:
         self._stopping.set()
 
-    def once(self) -> int:
-        """One full pass of every rule; returns the number of things that failed."""
+    def once(self, *, full: bool = False) -> int:
+        """One pass of every rule; returns the number of things that failed.
+
+        :param full: subscriptions list their whole folders, whatever the journals say.
+        """
         self.backlog.mode = self.lazy.mode = ONCE
         self._begin()
         for name in self.uploads:
             self.reconcile(name)
         self.backlog.wait_idle()
+        for engine in self.uploads.values():
+            engine.flush_journal()  # before the subscriptions read them
         failures = self.backlog.failures
         for name in self.mirrors:
-            failures += self.mirror_pass(name)
+            failures += self.mirror_pass(name, full=full)
         return failures + self.lazy.refresh_all()
 
     def close(self) -> None:
@@ -382,6 +406,8 @@ class Daemon:
             self.watcher.stop()
         self.scheduler.shutdown()
         self.backlog.stop()
+        for engine in self.uploads.values():
+            engine.close()
         self.plugins.shutdown()
         for client in self.clients.values():
             client.close()

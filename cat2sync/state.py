@@ -11,7 +11,11 @@ reads concurrently. Tables (rows are the :mod:`cat2sync.records` values, by colu
 * ``pending``  files noticed and not shipped yet: attempts, the last error, its remedy
   and when the file is tried next (written by the upload queue alone);
 * ``passes``   the last pass of each rule, and its last pass without error;
-* ``mirrored`` a remote entry as last downloaded by a subscription.
+* ``mirrored`` a remote entry as last downloaded by a subscription;
+* ``conflicts`` and ``totals``: the conflicts seen, files and bytes per rule and event;
+* ``journal_cursor``, ``journal_pending``: an upload rule's change journal
+  (:class:`~cat2sync.journal.WriterState`); ``mirror_journal``: where a subscription
+  is in the journals it reads, and when it last did a full pass.
 
 The schema has a version (``meta``). An older state folder is migrated when a daemon
 opens it; a newer one is refused with :class:`~cat2sync.errors.StateVersionError`.
@@ -27,12 +31,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .errors import StateLockedError, StateVersionError
+from .journal import PendingRow
 from .records import Conflict, Intent, Mirrored, Pending, RuleStatus, Shipped, Total
 
 __all__ = ["SCHEMA_VERSION", "StateStore"]
@@ -64,6 +69,10 @@ CREATE TABLE conflicts(
     action TEXT, copy TEXT, reason TEXT, created REAL);
 CREATE TABLE totals(
     rule TEXT, kind TEXT, files INTEGER, bytes INTEGER, PRIMARY KEY(rule, kind));
+CREATE TABLE journal_cursor(rule TEXT PRIMARY KEY, cursor TEXT);
+CREATE TABLE journal_pending(
+    row INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, names TEXT, entry TEXT);
+CREATE TABLE mirror_journal(rule TEXT PRIMARY KEY, positions TEXT, verified REAL);
 """
 #: version -> the statements that bring a state folder from it to the next version.
 _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
@@ -76,7 +85,8 @@ _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
         "ALTER TABLE pending ADD COLUMN remedy TEXT",
     ),
     # 3: whose the remote and the local copies are (conflicts), freed local files, the
-    # conflicts seen, and running totals per rule.
+    # conflicts seen, running totals per rule, and the change journals (an upload
+    # rule's writer, a subscription's positions in what it reads).
     2: (
         "ALTER TABLE shipped ADD COLUMN etag TEXT",
         "ALTER TABLE shipped ADD COLUMN theirs INTEGER DEFAULT 0",
@@ -87,6 +97,10 @@ _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
         "path TEXT, remote TEXT, action TEXT, copy TEXT, reason TEXT, created REAL)",
         "CREATE TABLE totals(rule TEXT, kind TEXT, files INTEGER, bytes INTEGER, "
         "PRIMARY KEY(rule, kind))",
+        "CREATE TABLE journal_cursor(rule TEXT PRIMARY KEY, cursor TEXT)",
+        "CREATE TABLE journal_pending(row INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, "
+        "names TEXT, entry TEXT)",
+        "CREATE TABLE mirror_journal(rule TEXT PRIMARY KEY, positions TEXT, verified REAL)",
     ),
 }
 #: Columns stored as JSON arrays and read back as tuples.
@@ -470,3 +484,61 @@ class StateStore:
 
     def totals(self, rule: str) -> list[Total]:
         return self._records(Total, "SELECT * FROM totals WHERE rule=? ORDER BY kind", rule)
+
+    # -- the change journal (an upload rule writes it) --------------------------
+
+    def journal_cursor(self, rule: str) -> str | None:
+        rows = self._rows("SELECT cursor FROM journal_cursor WHERE rule=?", rule)
+        return str(rows[0]["cursor"]) if rows else None
+
+    def put_journal_cursor(self, rule: str, cursor: str, *, done: Collection[int] = ()) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO journal_cursor VALUES (?, ?)", (rule, cursor))
+            db.executemany(
+                "DELETE FROM journal_pending WHERE rule=? AND row=?", [(rule, r) for r in done]
+            )
+
+    def add_journal_pending(self, rule: str, names: Sequence[str], entry: str | None = None) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO journal_pending(rule, names, entry) VALUES (?, ?, ?)",
+                (rule, json.dumps(list(names)), entry),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def fill_journal_pending(self, rule: str, row: int, entry: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal_pending SET entry=? WHERE rule=? AND row=?", (entry, rule, row)
+            )
+
+    def drop_journal_pending(self, rule: str, rows: Collection[int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM journal_pending WHERE rule=? AND row=?", [(rule, r) for r in rows]
+            )
+
+    def journal_pending(self, rule: str) -> list[PendingRow]:
+        rows = self._rows(
+            "SELECT row, names, entry FROM journal_pending WHERE rule=? ORDER BY row", rule
+        )
+        return [PendingRow(r["row"], tuple(json.loads(r["names"])), r["entry"]) for r in rows]
+
+    # -- the change journals a subscription reads --------------------------------
+
+    def journal_positions(self, rule: str) -> tuple[str | None, float | None]:
+        """Where the rule is in the journals it reads (JSON text), and when it last
+        did a full pass."""
+        rows = self._rows("SELECT positions, verified FROM mirror_journal WHERE rule=?", rule)
+        return (rows[0]["positions"], rows[0]["verified"]) if rows else (None, None)
+
+    def put_journal_positions(self, rule: str, positions: str, *, verified: float | None) -> None:
+        """Save the positions; ``verified`` when the pass was a full one."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO mirror_journal VALUES (?, ?, ?) ON CONFLICT(rule) DO UPDATE SET "
+                "positions=excluded.positions, "
+                "verified=coalesce(excluded.verified, mirror_journal.verified)",
+                (rule, positions, verified),
+            )

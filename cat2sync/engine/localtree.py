@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["TEMP_PREFIX", "Matcher", "is_inside", "scan"]
+from ..client import TEMP_PREFIX  # its own temporaries, locally and remotely: never synced
 
-#: Names cat2sync gives its own temporary files, locally and remotely; never synced.
-TEMP_PREFIX = ".cat2sync-"
+__all__ = ["TEMP_PREFIX", "Matcher", "is_inside", "scan"]
 
 
 @lru_cache(maxsize=256)

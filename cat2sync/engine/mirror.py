@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import blosc2
-import numpy as np
 
 from ..client import Client, is_partial
 from ..errors import (
@@ -39,12 +37,22 @@ from ..errors import (
     remedy_for,
 )
 from ..events import Event, EventKind, EventSink
+from ..journal import (
+    FullPass,
+    Incremental,
+    JournalReader,
+    NoJournal,
+    dump_positions,
+    is_journal_name,
+    load_positions,
+)
 from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
 from ..records import Mirrored
 from ..state import StateStore
 from . import conflicts
 from .conflicts import place_beside, same_bytes
+from .extend import chunks_to_fetch, extend_copy, schunk_info
 from .localtree import TEMP_PREFIX, Matcher
 from .names import local_target
 from .plan import (
@@ -54,12 +62,14 @@ from .plan import (
     Extend,
     KeepChanged,
     LocalCopy,
+    LocalMove,
     MirrorPlan,
     Unchanged,
     Unreadable,
     decide_deletion,
     decide_entry,
     is_own_temporary,
+    plan_changes,
     plan_listing,
 )
 from .transforms import Chain
@@ -67,6 +77,10 @@ from .transforms import Chain
 __all__ = ["MirrorEngine", "PassResult"]
 
 log = logging.getLogger(__name__)
+
+#: Chunk requests a journal pass may spend extending one dataset (else it is fetched
+#: whole, in one): a pass after K changes costs at most 3 + 2K requests.
+_JOURNAL_CHUNKS = 2
 
 # Stored and served byte for byte; anything else travels as the server's compressed
 # frame and arrives decompressed (caterva2-rest.md §2).
@@ -86,6 +100,8 @@ class PassResult:
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     changed_remotes: list[str] = field(default_factory=list)
+    failed_names: list[str] = field(default_factory=list)
+    journaled: bool = False  # the journals said what changed (no listing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +122,6 @@ class _Outcome:
     tally: _Tally | None  # the PassResult counter to bump
     event: Event | None = None
     changed: str | None = None  # the remote path whose local copy was (re)written
-
-
-def _schunk_info(info: dict[str, Any]) -> dict[str, Any]:
-    schunk: dict[str, Any] = info.get("schunk", info)
-    return schunk
-
-
-def _chunks_per_row(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
-    """Chunks in one row of chunks along the first axis (Blosc2 numbers them in C order)."""
-    return math.prod(-(-size // chunk) for size, chunk in zip(shape[1:], chunks[1:], strict=True))
 
 
 def _local_layout(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
@@ -144,10 +150,6 @@ def _local_copy(target: Path) -> LocalCopy | None:
     return LocalCopy(st.st_size, st.st_mtime_ns)
 
 
-def _raw(data: Any) -> bytes:
-    return np.ascontiguousarray(data).tobytes()  # bytes, so that NaN equals NaN
-
-
 class MirrorEngine:
     """Runs one ``[[subscribe]]`` rule."""
 
@@ -173,13 +175,17 @@ class MirrorEngine:
 
     # -- a pass ----------------------------------------------------------------
 
-    def run_pass(self) -> PassResult:
+    def run_pass(self, *, full: bool = False) -> PassResult:
         """A pass, recorded in the state store (``status`` shows it) and summed up in
         the log; a failure of the whole pass (the server away, the mirror folder not
-        writable) counts as one failed entry, and the next pass tries again."""
+        writable) counts as one failed entry, and the next pass tries again.
+
+        :param full: list the whole folder even when its journals could say what
+            changed (``cat2sync once --full``).
+        """
         started = time.time()
         try:
-            result = self._pass()
+            result = self._pass(full)
         except (Cat2Error, OSError) as exc:
             log.warning("%s: pass failed: %s", self.rule.name, exc)
             self.state.record_pass(self.rule.name, started=started, error=str(exc))
@@ -192,10 +198,11 @@ class MirrorEngine:
             nbytes=result.bytes,
         )
         log.info(
-            "%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
+            "%s: pass done: %d %s, %d downloaded, %d extended, %d unchanged, "
             "%d deleted, %d skipped, %d conflicts, %d failed",
             self.rule.name,
             result.listed,
+            "from the journal" if result.journaled else "listed",
             result.downloaded,
             result.extended,
             result.unchanged,
@@ -206,13 +213,54 @@ class MirrorEngine:
         )
         return result
 
-    def _pass(self) -> PassResult:
-        """List, plan, bring what changed, then apply deletions."""
+    def _pass(self, full: bool) -> PassResult:
+        """Read the journals, or list the folder; plan, bring what changed, delete."""
         self.rule.local.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self._sweep_temporaries()
             self._swept = True
+        saved, verified = self.state.journal_positions(self.rule.name)
+        journals: Incremental | FullPass | NoJournal = NoJournal()
+        if saved is not None:  # the folder had journals: they may say what changed
+            journals = JournalReader(self.client, self.rule.remote).read(load_positions(saved))
+            if isinstance(journals, Incremental) and not full and not self._verify_due(verified):
+                return self._follow(journals)
+            if isinstance(journals, FullPass):
+                log.info("%s: a full pass: %s", self.rule.name, journals.reason)
         listing = self.client.get_list(self.rule.remote)
+        if saved is None and any(map(is_journal_name, listing)):
+            journals = JournalReader(self.client, self.rule.remote).read({})
+        result = self._list_pass([n for n in listing if not is_journal_name(n)])
+        if not isinstance(journals, NoJournal):
+            # Taken before the listing: what was journaled meanwhile is read next time.
+            text = dump_positions(journals.positions)
+            self.state.put_journal_positions(self.rule.name, text, verified=time.time())
+        return result
+
+    def _verify_due(self, verified: float | None) -> bool:
+        """Whether a full pass is due anyway (``verify_every``): it catches writers that
+        keep no journal (the web UI, other tools)."""
+        return verified is None or time.time() - verified >= self.rule.verify_every
+
+    def _follow(self, journals: Incremental) -> PassResult:
+        """A pass over what the journals name: no listing, no ``info`` when an entry
+        carries it."""
+        records = {r.remote_rel: r for r in self.state.mirrored_for_rule(self.rule.name)}
+        names = [n for c in journals.changes for n in (c.name, c.src) if n is not None]
+        plan = plan_changes(
+            changes=journals.changes,
+            targets=self._targets(names),
+            records=records,
+            delete=self.rule.delete,
+            max_delete=self.rule.max_delete,
+        )
+        result = self._execute(plan, records)
+        result.journaled = True
+        text = dump_positions(journals.positions_keeping(result.failed_names))
+        self.state.put_journal_positions(self.rule.name, text, verified=None)
+        return result
+
+    def _list_pass(self, listing: list[str]) -> PassResult:
         records = {r.remote_rel: r for r in self.state.mirrored_for_rule(self.rule.name)}
         targets = self._targets(listing)
         plan = plan_listing(
@@ -232,7 +280,8 @@ class MirrorEngine:
         targets: dict[str, tuple[str, Path] | str] = {}
         for name in listing:
             if (
-                not self.matcher(name)
+                is_journal_name(name)  # never data, never shown to plugins
+                or not self.matcher(name)
                 or is_own_temporary(name)
                 or self.plugins.ignore(self.rule, name)
             ):
@@ -244,13 +293,20 @@ class MirrorEngine:
         return targets
 
     def _execute(self, plan: MirrorPlan, records: dict[str, Mirrored]) -> PassResult:
-        result = PassResult(listed=len(plan.entries))
+        result = PassResult(listed=len(plan.entries) + len(plan.moves))
         for name, why in plan.skipped:
             self._skip(name, why, result)
+        entries = list(plan.entries)
+        for move in plan.moves:  # before anything is fetched: a name may be moved onto
+            moved = self._move_local(move)
+            if moved is None:
+                entries.append(Entry(move.name, move.target, False, move.info, move.etag, False))
+            else:
+                self._tally(moved, result)
         with ThreadPoolExecutor(
             max_workers=self.rule.concurrency, thread_name_prefix="cat2sync-mirror"
         ) as pool:
-            for outcome in pool.map(lambda e: self._sync_one(e, records.get(e.name)), plan.entries):
+            for outcome in pool.map(lambda e: self._sync_one(e, records.get(e.name)), entries):
                 self._tally(outcome, result)
         if plan.refusal:
             result.errors.append(plan.refusal)
@@ -292,6 +348,7 @@ class MirrorEngine:
             result.bytes += event.bytes
             if event.kind == EventKind.FAILED:
                 result.errors.append(f"{event.remote}: {event.message}")
+                result.failed_names.append(event.path)
             self.emit(event)
         if outcome.changed is not None:
             result.changed_remotes.append(outcome.changed)
@@ -316,7 +373,11 @@ class MirrorEngine:
                 fetched = self._fetch_new(entry)
                 if fetched is not None:
                     return fetched
-            info, etag = self.client.stat(self.remote_for(entry.name))
+            info, etag = (
+                (entry.info, entry.etag)
+                if entry.info is not None
+                else self.client.stat(self.remote_for(entry.name))
+            )
             decision = decide_entry(
                 entry.name,
                 rec,
@@ -326,11 +387,45 @@ class MirrorEngine:
                 transformed=self.chain is not None,
                 on_conflict=self.rule.on_conflict,
             )
-            return self._bring(_Remote(entry.name, entry.target, info, etag), rec, decision)
+            if isinstance(decision, Extend) and not self._may_extend(entry, info, decision):
+                decision = Download()
+            return self._bring(_Remote(entry.name, entry.target, dict(info), etag), rec, decision)
         except NotFound:
             return _Outcome(None)  # removed between the listing and now
         except Exception as exc:
             return self._failed(entry.name, exc)
+
+    @staticmethod
+    def _may_extend(entry: Entry, info: Mapping[str, Any], grown: Extend) -> bool:
+        """Whether to fetch only new chunks: never when a journal says the dataset was
+        replaced; and, following a journal (whose pass costs at most two requests a
+        change), only when that takes no more than two chunks."""
+        if not entry.may_extend:
+            return False
+        return entry.info is None or chunks_to_fetch(info, grown.old_rows) <= _JOURNAL_CHUNKS
+
+    def _move_local(self, move: LocalMove) -> _Outcome | None:
+        """Rename the local copy a journal says moved; None when it cannot be trusted
+        (not cat2sync's as written, or the new name holds someone's file): fetch it."""
+        try:
+            _, source = local_target(self.rule.local, move.record.remote_rel)
+        except UnsafeName:
+            return None
+        copy = _local_copy(source)
+        if copy is None or not copy.is_intact(move.record) or move.target.exists():
+            return None
+        move.target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(move.target)
+        self.state.delete_mirrored(self.rule.name, move.record.remote_rel)
+        self.state.put_mirrored(replace(move.record, remote_rel=move.name))
+        event = Event(
+            kind=EventKind.MOVED,
+            rule=self.rule.name,
+            path=self._local_rel(move.target),
+            remote=self.remote_for(move.name),
+            message=f"renamed from {move.record.remote_rel}, as on the server",
+        )
+        return _Outcome("unchanged", event, self.remote_for(move.name))
 
     def _failed(self, name: str, exc: Exception) -> _Outcome:
         """A failed entry is reported and tried again at the next pass; only what its
@@ -400,7 +495,7 @@ class MirrorEngine:
             etag=entry.etag,
             mtime=entry.info.get("mtime"),
             shape=tuple(shape) if shape else None,
-            nchunks=_schunk_info(entry.info).get("nchunks"),
+            nchunks=schunk_info(entry.info).get("nchunks"),
         )
         # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
         event = Event(
@@ -428,7 +523,7 @@ class MirrorEngine:
         if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
             return written
         # A regular file crossed the network as its compressed frame, of about cbytes.
-        cbytes = _schunk_info(entry.info).get("cbytes")
+        cbytes = schunk_info(entry.info).get("cbytes")
         return int(cbytes) if isinstance(cbytes, int) and cbytes >= 0 else written
 
     def _download_transformed(self, entry: _Remote, dest: Path) -> int:
@@ -493,7 +588,7 @@ class MirrorEngine:
             etag=entry.etag,
             mtime=entry.info.get("mtime"),
             shape=tuple(shape) if shape else None,
-            nchunks=_schunk_info(entry.info).get("nchunks"),
+            nchunks=schunk_info(entry.info).get("nchunks"),
             ours=ours,
         )
 
@@ -539,7 +634,7 @@ class MirrorEngine:
             return chunk
 
         try:
-            self._extend_file(entry, grown.old_rows, fetch)
+            extend_copy(entry.target, entry.info, grown.old_rows, fetch)
         except (Cat2Error, RuntimeError, ValueError, KeyError, OSError) as exc:
             log.info(
                 "%s: incremental update of %s not possible (%s); downloading it whole",
@@ -549,65 +644,6 @@ class MirrorEngine:
             )
             return None, sum(fetched)
         return grown.new_rows - grown.old_rows, sum(fetched)
-
-    def _extend_file(self, entry: _Remote, old_rows: int, fetch: Callable[[int], bytes]) -> None:
-        with tempfile.NamedTemporaryFile(
-            dir=entry.target.parent, prefix=TEMP_PREFIX, suffix=".b2nd", delete=False
-        ) as tmp:
-            tmp_path = Path(tmp.name)
-        try:
-            shutil.copyfile(entry.target, tmp_path)
-            arr = blosc2.open(str(tmp_path), mode="a")
-            self._check_layout(arr, entry.info)
-            chunk_rows = arr.chunks[0]
-            kept = old_rows // chunk_rows  # rows of chunks an append leaves untouched
-            first = kept * _chunks_per_row(arr.shape, arr.chunks)
-            if old_rows % chunk_rows == 0 and first:
-                self._check_kept_chunk(arr, first - 1, fetch)
-            arr.resize(tuple(entry.info["shape"]))
-            for nchunk in range(first, arr.schunk.nchunks):
-                arr.schunk.update_chunk(nchunk, fetch(nchunk))
-            if old_rows % chunk_rows:
-                self._check_old_rows(arr, entry.target, kept * chunk_rows, old_rows)
-            self._verify(arr, entry.info)
-            del arr
-            tmp_path.replace(entry.target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp_path.unlink()
-
-    @staticmethod
-    def _check_layout(arr: Any, info: dict[str, Any]) -> None:
-        if (tuple(arr.chunks), tuple(arr.blocks), str(arr.dtype)) != (
-            tuple(info["chunks"]),
-            tuple(info["blocks"]),
-            info["dtype"],
-        ):
-            raise ValueError("the dtype or the chunk layout changed")
-
-    # The server keeps no content digest, so a dataset replaced by a longer one with the
-    # same layout (not appended to) looks like growth; random data even keeps its sizes.
-    # A sample of the rows mirrored before catches that: the last old chunk when the
-    # growth starts a new row of chunks (one extra chunk), else the old rows of the
-    # partial row of chunks that is fetched anyway.
-
-    @staticmethod
-    def _check_kept_chunk(arr: Any, nchunk: int, fetch: Callable[[int], bytes]) -> None:
-        if fetch(nchunk) != arr.schunk.get_chunk(nchunk):
-            raise ValueError("rows mirrored before differ remotely (replaced, not appended)")
-
-    @staticmethod
-    def _check_old_rows(arr: Any, original: Path, start: int, stop: int) -> None:
-        old = blosc2.open(str(original), mode="r")
-        if _raw(old[start:stop]) != _raw(arr[start:stop]):
-            raise ValueError("rows mirrored before differ remotely (replaced, not appended)")
-
-    @staticmethod
-    def _verify(arr: Any, info: dict[str, Any]) -> None:
-        """The extended copy must match the server's sizes exactly, or it is not used."""
-        schunk = _schunk_info(info)
-        if (arr.schunk.nbytes, arr.schunk.cbytes) != (schunk.get("nbytes"), schunk.get("cbytes")):
-            raise ValueError("the extended copy differs from the server's (replaced remotely?)")
 
     # -- deletions -------------------------------------------------------------
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from ..errors import UnsafeName
 
-__all__ = ["collision_key", "local_target"]
+__all__ = ["clean_parts", "collision_key", "local_target"]
 
 # One path component may have 255 bytes on most file systems, but a download is first
 # written beside its target as ".<name>.<8 random>.part": keep room for that.
 _MAX_NAME_BYTES = 255 - len("..12345678.part")
 
 
-def _clean_parts(name: str) -> list[str]:
+def clean_parts(name: str) -> list[str]:
     if not name or name.startswith("/") or "\\" in name:
         raise UnsafeName("absolute, empty, or contains a backslash")
     parts = unicodedata.normalize("NFC", name).split("/")
@@ -40,7 +40,7 @@ def local_target(root: Path, name: str) -> tuple[str, Path]:
     :raises UnsafeName: the name climbs out, is absolute, or passes through a symlink
         or a file planted in the mirror folder.
     """
-    parts = _clean_parts(name)
+    parts = clean_parts(name)
     folder = root
     for part in parts[:-1]:
         folder = folder / part

@@ -28,6 +28,7 @@ import numpy as np
 from ..client import Client
 from ..errors import BadRequest, Cat2Error, FileChanged, NotFound, NotReady, PluginError
 from ..events import Event, EventKind, EventSink
+from ..journal import Entry, JournalWriter
 from ..manifest import UploadRule
 from ..plugins.hookspecs import ConverterContext
 from ..plugins.manager import Plugins
@@ -86,6 +87,7 @@ class Sender:
         emit: EventSink,
         plugins: Plugins,
         chain: Chain | None,
+        journal: JournalWriter | None = None,
     ) -> None:
         self.rule = rule
         self.client = client
@@ -93,6 +95,7 @@ class Sender:
         self.emit = emit
         self.plugins = plugins
         self.chain = chain
+        self.journal = journal
         self._in_flight: set[int] = set()  # intents of uploads under way
         self._books = threading.Lock()
 
@@ -250,12 +253,18 @@ class Sender:
             _check_unchanged(self.rule.local / file.relpath, file)
             decision, now = self._may_write(source, target, rec)
             if isinstance(decision, Proceed):
-                self._move_into_place(intent, tmp, target)
-                return intent, _Landed(target, self._etag(target), EventKind.UPLOADED)
+                with self.journaled(target) as journal:
+                    self._move_into_place(intent, tmp, target)
+                    info, etag = self._after_write(target)
+                    journal(Entry.sent(self.rel(target), info=info, etag=etag))
+                return intent, _Landed(target, etag, EventKind.UPLOADED)
             if isinstance(decision, Clash) and decision.action == "keep-both":
                 copy = conflicts.free_remote_name(self.client, target, time.time())
-                self._move_into_place(intent, tmp, copy)
-                return intent, _Landed(copy, self._etag(copy), EventKind.CONFLICT, clash=decision)
+                with self.journaled(copy) as journal:
+                    self._move_into_place(intent, tmp, copy)
+                    info, etag = self._after_write(copy)
+                    journal(self._copy_entry(copy, target, info, etag))
+                return intent, _Landed(copy, etag, EventKind.CONFLICT, clash=decision)
             self.client.remove(tmp)  # adopted, or a skipped conflict: nothing is written
             return intent, self._not_written(decision, target, now)
         except Exception:
@@ -270,15 +279,22 @@ class Sender:
         self, file: LocalFile, source: Path, target: str, rec: Shipped | None
     ) -> _Landed:
         decision, now = self._may_write(source, target, rec)
+        own = target
         if isinstance(decision, Clash) and decision.action == "keep-both":
             target = conflicts.free_remote_name(self.client, target, time.time())
         elif not isinstance(decision, Proceed):
             return self._not_written(decision, target, now)
-        self.client.upload(source, target)
-        _check_unchanged(self.rule.local / file.relpath, file)
+        with self.journaled(target) as journal:
+            self.client.upload(source, target)
+            _check_unchanged(self.rule.local / file.relpath, file)
+            info, etag = self._after_write(target)
+            if target == own:
+                journal(Entry.sent(self.rel(target), info=info, etag=etag))
+            else:
+                journal(self._copy_entry(target, own, info, etag))
         kind = EventKind.UPLOADED if isinstance(decision, Proceed) else EventKind.CONFLICT
         clash = decision if isinstance(decision, Clash) else None
-        return _Landed(target, self._etag(target), kind, clash=clash)
+        return _Landed(target, etag, kind, clash=clash)
 
     @staticmethod
     def _not_written(decision: Adopt | Clash, target: str, now: RemoteState) -> _Landed:
@@ -315,12 +331,36 @@ class Sender:
             return ABSENT
         return RemoteState(exists=True, etag=etag)
 
-    def _etag(self, remote: str) -> str | None:
-        """The ETag of what cat2sync just wrote, to recognise another writer's change
-        later (not asked for when the rule overwrites anyway)."""
-        if self.rule.on_conflict == "overwrite":
-            return None
-        return self._remote_state(remote).etag
+    def _after_write(self, remote: str) -> tuple[dict[str, Any], str | None]:
+        """What cat2sync just wrote, as the server says: its ETag recognises another
+        writer's change later, and both go to the journal, so subscribers need not ask.
+        Not asked for when the rule overwrites anyway and keeps no journal."""
+        if self.rule.on_conflict == "overwrite" and self.journal is None:
+            return {}, None
+        try:
+            return self.client.stat(remote)
+        except NotFound:  # removed at once by someone else: nothing to recognise
+            return {}, None
+
+    # -- the change journal ----------------------------------------------------
+
+    def rel(self, remote: str) -> str:
+        """``remote`` relative to the rule's remote folder, as the journal names it."""
+        return remote[len(self.rule.remote) + 1 :]
+
+    @contextlib.contextmanager
+    def journaled(self, *remotes: str) -> Iterator[Callable[[Entry], None]]:
+        """Announce a change of ``remotes`` to the journal before making it; the block
+        records the entry once the change is visible (a block left without recording
+        one journals a ``check``: subscribers then ask the server)."""
+        if self.journal is None:
+            yield _nowhere
+            return
+        with self.journal.change(*(self.rel(r) for r in remotes)) as change:
+            yield change.record
+
+    def _copy_entry(self, copy: str, of: str, info: dict[str, Any], etag: str | None) -> Entry:
+        return Entry.conflict_copy(self.rel(copy), of=self.rel(of), info=info, etag=etag)
 
     # -- records and events ----------------------------------------------------
 
@@ -400,19 +440,24 @@ class Sender:
         total = layout.shape[0]
         row_bytes = max(1, arr.dtype.itemsize * math.prod(arr.shape[1:]))
         step = max(1, _APPEND_BYTES // row_bytes)
-        while cursor < total:
-            stop = min(total, cursor + step)
-            rows = self._rows_to_send(arr, file.relpath, cursor, stop, expect)
-            intent = self.state.intend(self.rule.name, file.relpath, "append", target, cursor, stop)
-            new_shape = self.client.append(target, rows)
-            if new_shape[0] != stop:
-                raise BadRequest(
-                    f"append ended at {new_shape[0]} rows, expected {stop}", path=target
+        with self.journaled(target) as journal:
+            while cursor < total:
+                stop = min(total, cursor + step)
+                rows = self._rows_to_send(arr, file.relpath, cursor, stop, expect)
+                intent = self.state.intend(
+                    self.rule.name, file.relpath, "append", target, cursor, stop
                 )
-            self.state.done_intent(intent)
-            cursor = stop
+                new_shape = self.client.append(target, rows)
+                if new_shape[0] != stop:
+                    raise BadRequest(
+                        f"append ended at {new_shape[0]} rows, expected {stop}", path=target
+                    )
+                self.state.done_intent(intent)
+                cursor = stop
+            info, etag = self._after_write(target)
+            journal(Entry.appended(self.rel(target), (sent, total), info=info, etag=etag))
         _check_unchanged(path, file)
-        self._record(file, layout, _Landed(target, self._etag(target), EventKind.APPENDED), None)
+        self._record(file, layout, _Landed(target, etag, EventKind.APPENDED), None)
         return Event(
             kind=EventKind.APPENDED,
             rule=self.rule.name,
@@ -490,6 +535,10 @@ class Sender:
             ]
         for intent in leftovers:
             self.drop_temporary(intent)
+
+
+def _nowhere(_entry: Entry) -> None:
+    """Where entries go when the rule keeps no journal."""
 
 
 def _layout(obj: Any) -> Layout | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..client import Client
 from ..errors import Cat2Error, NotFound, PluginError
 from ..events import Event, EventKind, EventSink
+from ..journal import Entry, JournalWriter, is_journal_name
 from ..manifest import UploadRule
 from ..plugins.hookspecs import LazyExprRequest
 from ..plugins.manager import Plugins
@@ -81,7 +83,8 @@ class UploadEngine:
         self.plugins = plugins
         self.matcher = Matcher(rule.include, rule.exclude)
         self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "upload")
-        self.sender = Sender(rule, client, state, emit, plugins, self.chain)
+        self.journal = _journal_writer(rule, client, state) if rule.journal else None
+        self.sender = Sender(rule, client, state, emit, plugins, self.chain, self.journal)
         # Moves and removals are decided and done against a consistent view of the
         # records: a pass and a watched file may both see one rename.
         self._structure = threading.Lock()
@@ -98,7 +101,10 @@ class UploadEngine:
         return self.rule.local / relpath
 
     def wants(self, relpath: str) -> bool:
-        """The rule's globs accept ``relpath`` and no plugin's ``cat2sync_ignore`` skips it."""
+        """The rule's globs accept ``relpath`` and no plugin's ``cat2sync_ignore`` skips it
+        (a local ``.cat2sync/`` folder is never sent: that name is the journals')."""
+        if is_journal_name(relpath):
+            return False
         if not self.matcher(relpath) or self.plugins.ignore(self.rule, relpath):
             return False
         if "\n" in relpath:
@@ -254,8 +260,10 @@ class UploadEngine:
                 )
             )
             return 0
-        with contextlib.suppress(NotFound):  # already gone remotely: just forget it
-            self.client.remove(rec.remote)
+        with self.sender.journaled(rec.remote) as journal:
+            with contextlib.suppress(NotFound):  # already gone remotely: just forget it
+                self.client.remove(rec.remote)
+            journal(Entry.removed(self.sender.rel(rec.remote)))
         self.state.delete_shipped(self.rule.name, rec.relpath)
         self.emit(
             Event(kind=EventKind.REMOVED, rule=self.rule.name, path=rec.relpath, remote=rec.remote)
@@ -395,12 +403,16 @@ class UploadEngine:
                 if clash.action == "skip":
                     return self.sender.skip_rename(move, etag, clash)
                 target = conflicts.free_remote_name(self.client, target, time.time())
-        try:
-            self.client.move(move.record.remote, target)
-        except NotFound:
-            self.state.delete_shipped(self.rule.name, move.record.relpath)
-            return None
-        self.state.rename_shipped(move.record, move.to.relpath, target)  # a move keeps the ETag
+        with self.sender.journaled(move.record.remote, target) as journal:
+            try:
+                self.client.move(move.record.remote, target)
+            except NotFound:
+                self.state.delete_shipped(self.rule.name, move.record.relpath)
+                return None
+            # A move keeps the ETag: the record's, the journal's, the subscribers'.
+            rel = self.sender.rel
+            journal(Entry.moved(rel(move.record.remote), rel(target), etag=move.record.etag))
+        self.state.rename_shipped(move.record, move.to.relpath, target)
         if clash is not None:
             return conflicts.record(
                 self.state,
@@ -447,6 +459,26 @@ class UploadEngine:
 
     # -- start-up ----------------------------------------------------------------
 
+    def start(self) -> None:
+        """Before the rule changes anything: clean up after an interrupted run, and
+        repair the journal (changes announced and never journaled become checks)."""
+        self.cleanup_intents()
+        if self.journal is not None:
+            self.journal.start()
+
+    def flush_journal(self) -> None:
+        """Append what the journal holds now (a failure is logged; it is kept)."""
+        if self.journal is not None:
+            try:
+                self.journal.flush()
+            except (Cat2Error, OSError) as exc:
+                log.warning("%s: journal not written yet: %s", self.rule.name, exc)
+
+    def close(self) -> None:
+        """Append what the journal holds, and stop its background flush."""
+        if self.journal is not None:
+            self.journal.close()
+
     def cleanup_intents(self) -> None:
         """At start: remove temporaries of interrupted uploads (a temporary already
         moved into place makes its remote cat2sync's again, see
@@ -456,3 +488,10 @@ class UploadEngine:
         for intent in self.state.intents(self.rule.name):
             if intent.op == "append":
                 self.state.done_intent(intent.id)
+
+
+def _journal_writer(rule: UploadRule, client: Client, state: StateStore) -> JournalWriter:
+    """The rule's journal; its writer id belongs to this host and state folder (a state
+    folder copied to another machine starts a journal of its own)."""
+    identity = f"{socket.gethostname()}:{state.state_dir.resolve()}"
+    return JournalWriter(client, state, rule=rule.name, folder=rule.remote, identity=identity)

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 from typing import Any, Final, TypeGuard
 
 from ..engine.localtree import TEMP_PREFIX
-from ..engine.names import _clean_parts as clean_parts  # local_target's rules, without its I/O
+from ..engine.names import clean_parts  # local_target's rules, without its I/O
 from ..errors import UnsafeName
 
 __all__ = [

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal, TypeAlias
 DEFAULT_SERVER: Final = "default"
 DEFAULT_INCLUDE: Final = ("**/*",)
 DEFAULT_SUBSCRIBE_EVERY: Final = 300.0
+DEFAULT_VERIFY_EVERY: Final = 3600.0
 STATE_DIR_NAME: Final = ".cat2sync"
 MAX_CONCURRENCY: Final = 64
 
@@ -127,6 +128,8 @@ class UploadRule:
     on_conflict: OnConflict = "keep-both"
     #: Seconds a shipped, verified and unchanged local file is kept; None: kept for ever.
     delete_local_after: float | None = None
+    #: Publish a change journal in the remote folder, for subscribers (``.cat2sync/``).
+    journal: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +153,8 @@ class SubscribeRule:
     concurrency: int = 8
     transforms: tuple[TransformSpec, ...] = ()
     on_conflict: OnConflict = "keep-both"
+    #: Seconds between full passes when the folder has journals (the rest read them).
+    verify_every: float = DEFAULT_VERIFY_EVERY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from ._model import (
     DEFAULT_INCLUDE,
     DEFAULT_SERVER,
     DEFAULT_SUBSCRIBE_EVERY,
+    DEFAULT_VERIFY_EVERY,
     MAX_CONCURRENCY,
     MISSING,
     ON_CONFLICT,
@@ -51,6 +52,7 @@ def read_upload(section: Section, context: Context, servers: Collection[str]) ->
         convert=_suffixes(section, "convert"),
         on_conflict=section.choice("on_conflict", ON_CONFLICT, "keep-both"),
         delete_local_after=section.optional_duration("delete_local_after", positive=True),
+        journal=section.boolean("journal", True),
     )
 
 
@@ -75,6 +77,7 @@ def read_subscribe(section: Section, context: Context, servers: Collection[str])
         concurrency=section.integer("concurrency", 8, 1, MAX_CONCURRENCY),
         transforms=_transforms(section),
         on_conflict=section.choice("on_conflict", ON_CONFLICT, "keep-both"),
+        verify_every=section.duration("verify_every", DEFAULT_VERIFY_EVERY, positive=True),
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from cat2sync import Client
 from cat2sync.errors import NotFound, ServerError
+from cat2sync.journal import is_journal_name
 from cat2sync.testing import read_b2nd
 
 from .remote import remote_bytes
@@ -106,10 +107,10 @@ def compare_remote(
     source: Mapping[str, Path | bytes | np.ndarray],
 ) -> Tally:
     """The remote folder holds exactly ``source`` (relpath -> local file, bytes or array),
-    content compared, and no temporary."""
+    content compared, and no temporary (an upload rule's change journal aside)."""
     tally = Tally()
     try:
-        listed = set(client.get_list(remote))
+        listed = {n for n in client.get_list(remote) if not is_journal_name(n)}
     except NotFound:
         listed = set()
     temporaries = sorted(n for n in listed if is_temporary(n))

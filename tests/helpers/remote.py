@@ -10,11 +10,13 @@ import numpy as np
 
 from cat2sync import Client
 from cat2sync.errors import NotFound
+from cat2sync.journal import is_journal_name
 
 
 def remote_files(client: Client, remote: str) -> list[str]:
-    """The remote listing below ``remote`` (the client drops the server's sidecars)."""
-    return sorted(client.get_list(remote))
+    """The remote listing below ``remote``: the files, without the change journals of
+    upload rules (``.cat2sync/``; the client drops the server's sidecars)."""
+    return sorted(n for n in client.get_list(remote) if not is_journal_name(n))
 
 
 def remote_bytes(client: Client, remote: str) -> bytes:

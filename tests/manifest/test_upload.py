@@ -10,7 +10,7 @@ from tests.helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
 
 UPLOAD_KEYS = (
     "append, concurrency, convert, delete, delete_local_after, exclude, follow_symlinks, "
-    "include, local, max_delete, name, on_conflict, remote, server, settle, transforms"
+    "include, journal, local, max_delete, name, on_conflict, remote, server, settle, transforms"
 )
 
 

@@ -21,7 +21,7 @@ from cat2sync.plugins.manager import Plugins
 from cat2sync.testing import grow_b2nd, run_once, write_b2nd
 from cat2sync.testing import read_b2nd as local_array
 from tests.helpers.plugins import Env, make_plugin
-from tests.helpers.remote import remote_array, remote_info
+from tests.helpers.remote import remote_array, remote_files, remote_info
 from tests.helpers.webhook import Receiver
 
 # -- convert --------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def test_convert_npy_lands_as_b2nd(env: Env, client: Client, first_party: Simple
     assert result.failures == 0, result.events
     [uploaded] = result.of(EventKind.UPLOADED, "frames.npy")
     assert uploaded.remote == f"{env.remote_dir}/frames.b2nd"
-    assert sorted(client.get_list(env.remote_dir)) == ["frames.b2nd", "notes.txt"]
+    assert remote_files(client, env.remote_dir) == ["frames.b2nd", "notes.txt"]
     got = remote_array(client, f"{env.remote_dir}/frames.b2nd")
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, data)
@@ -92,7 +92,7 @@ def test_an_installed_converter_changes_nothing_a_rule_did_not_ask_for(
     _h5(env.data_dir / "scan.h5")
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
-    assert sorted(client.get_list(env.remote_dir)) == ["log.csv", "scan.h5"]  # as they are
+    assert remote_files(client, env.remote_dir) == ["log.csv", "scan.h5"]  # as they are
 
 
 def test_a_suffix_no_plugin_converts_is_a_manifest_error(
@@ -133,7 +133,7 @@ def test_hdf5_upload_is_unfolded_on_the_server(
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
     assert result.paths(EventKind.UPLOADED) == ["scan.h5"]
-    listing = set(client.get_list(env.remote_dir))
+    listing = set(remote_files(client, env.remote_dir))
     assert {"scan.h5", "scan/entry/data.b2nd", "scan/calib/dark.b2nd"} <= listing
     np.testing.assert_array_equal(client.fetch(f"{env.remote_dir}/scan/entry/data.b2nd"), RAW)
     np.testing.assert_array_equal(client.fetch(f"{env.remote_dir}/scan/calib/dark.b2nd"), DARK)
@@ -151,7 +151,7 @@ def test_hdf5_convert_mode_uploads_one_dataset(
     _h5(env.data_dir / "scan.h5")
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
-    assert client.get_list(env.remote_dir) == ["scan.b2nd"]
+    assert remote_files(client, env.remote_dir) == ["scan.b2nd"]
     np.testing.assert_array_equal(client.fetch(f"{env.remote_dir}/scan.b2nd"), RAW)
 
 
@@ -188,7 +188,7 @@ def test_derive_keeps_a_derived_dataset_up_to_date(
     [computed] = first.of(EventKind.COMPUTED)
     assert computed.remote == derived
     np.testing.assert_array_equal(remote_array(client, derived), data * 2)
-    assert sorted(client.get_list(env.remote_dir)) == [
+    assert remote_files(client, env.remote_dir) == [
         "dark.b2nd",
         "derived/run_001_double.b2nd",
         "run_001.b2nd",

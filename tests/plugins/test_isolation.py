@@ -17,7 +17,7 @@ from cat2sync.plugins.manager import Plugins
 from cat2sync.testing import read_b2nd as local_array
 from cat2sync.testing import run_once, running, wait_until, write_b2nd
 from tests.helpers.plugins import Env, Recorder, make_plugin, transforms_plugin
-from tests.helpers.remote import remote_array, remote_info
+from tests.helpers.remote import remote_array, remote_files, remote_info
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_raising_event_hook_does_not_stop_other_plugins(
             "b.b2nd",
             "notes.txt",
         ]
-    assert sorted(client.get_list(env.remote_dir)) == ["a.b2nd", "b.b2nd", "notes.txt"]
+    assert remote_files(client, env.remote_dir) == ["a.b2nd", "b.b2nd", "notes.txt"]
 
 
 def test_raising_uploaded_hook_fails_the_file_then_it_is_retried(
@@ -221,7 +221,7 @@ def test_ignore_hook_skips_uploads(env: Env, client: Client) -> None:
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
     assert result.paths(EventKind.UPLOADED) == ["keep.b2nd", "sub/deep.b2nd"]
-    assert sorted(client.get_list(env.remote_dir)) == ["keep.b2nd", "sub/deep.b2nd"]
+    assert remote_files(client, env.remote_dir) == ["keep.b2nd", "sub/deep.b2nd"]
     assert {"drop.skip.b2nd", "sub/deep.skip.b2nd"} <= set(seen)  # relative, POSIX paths
 
 

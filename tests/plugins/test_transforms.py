@@ -16,7 +16,7 @@ from cat2sync.plugins.manager import Plugins
 from cat2sync.testing import grow_b2nd, run_once, write_b2nd
 from cat2sync.testing import read_b2nd as local_array
 from tests.helpers.plugins import Env, transforms_plugin
-from tests.helpers.remote import remote_array, remote_info
+from tests.helpers.remote import remote_array, remote_files, remote_info
 
 
 def test_builtin_transforms_with_parameters(env: Env, client: Client) -> None:
@@ -149,7 +149,7 @@ def test_raising_transform_on_full_upload_sends_nothing(env: Env, client: Client
     assert "transform 'explode' (plugin 'calib') failed on run.b2nd" in failed.message
     assert "no calibration" in failed.message
     assert remote_info(client, f"{env.remote_dir}/run.b2nd") is None
-    assert client.get_list(env.remote_dir) == []  # no temporary left behind either
+    assert remote_files(client, env.remote_dir) == []  # no temporary left behind either
 
 
 # -- subscribe rules ------------------------------------------------------------------

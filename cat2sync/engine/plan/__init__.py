@@ -9,7 +9,8 @@ table test can drive every decision without a server.
 Upload side: :func:`plan_upload_pass` (a full pass: send, move, remove or refuse),
 :func:`decide_file` (one file the watcher saw), :func:`rows_to_append` and
 :func:`append_resume` (grow a remote array by its new rows only).
-Mirror side: :func:`plan_listing` (a pass over a remote listing) and
+Mirror side: :func:`plan_listing` (a pass over a remote listing), :func:`plan_changes`
+(a pass over what the change journals name) and
 :func:`decide_entry` (one entry, once its ``info`` is known), :func:`decide_deletion`.
 Another writer: :func:`decide_write` and :func:`first_contact` (upload side), and
 :func:`decide_entry` (mirror side) say when versions conflict; :func:`conflict_name`.
@@ -40,12 +41,14 @@ from .mirror import (
     Entry,
     Extend,
     KeepChanged,
+    LocalMove,
     MirrorPlan,
     Targets,
     Unreadable,
     decide_deletion,
     decide_entry,
     is_own_temporary,
+    plan_changes,
     plan_listing,
 )
 from .upload import (
@@ -86,6 +89,7 @@ __all__ = [
     "KeepChanged",
     "LocalCopy",
     "LocalFile",
+    "LocalMove",
     "MirrorPlan",
     "Move",
     "Proceed",
@@ -108,6 +112,7 @@ __all__ = [
     "deletion_refusal",
     "first_contact",
     "is_own_temporary",
+    "plan_changes",
     "plan_freeing",
     "plan_listing",
     "plan_upload_pass",

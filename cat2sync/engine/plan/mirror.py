@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ...manifest import OnConflict
 from ...records import Mirrored
@@ -16,17 +16,20 @@ from ._common import MIRROR, Clash, LocalCopy, Unchanged, deletion_refusal
 
 __all__ = [
     "FETCHED_WHOLE",
+    "Change",
     "Delete",
     "Download",
     "Entry",
     "Extend",
     "KeepChanged",
+    "LocalMove",
     "MirrorPlan",
     "Targets",
     "Unreadable",
     "decide_deletion",
     "decide_entry",
     "is_own_temporary",
+    "plan_changes",
     "plan_listing",
 ]
 
@@ -39,12 +42,30 @@ FETCHED_WHOLE: Final = frozenset({".b2nd", ".b2frame"})
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A listed entry to bring: ``first`` when it was never mirrored and can be fetched
-    whole in one request (its ETag comes with it), else its ``info`` decides."""
+    """An entry to bring: ``first`` when it was never mirrored and can be fetched whole
+    in one request (its ETag comes with it), else its ``info`` decides: the one a
+    journal carried (``info``, ``etag``), or the server's, asked for."""
 
     name: str
     target: Path
     first: bool
+    info: Mapping[str, Any] | None = None
+    etag: str | None = None
+    #: False when a journal says the dataset was replaced: never extended by chunks.
+    may_extend: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMove:
+    """A journal says ``name`` now holds what ``record``'s entry held (a move keeps the
+    ETag): rename the local copy, if it is still the one cat2sync wrote, instead of
+    fetching it again."""
+
+    record: Mirrored
+    name: str
+    target: Path
+    info: Mapping[str, Any] | None
+    etag: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +74,22 @@ class MirrorPlan:
     skipped: tuple[tuple[str, str], ...] = ()  # (name, why) of unsafe names
     removals: tuple[Mirrored, ...] = ()
     refusal: str | None = None  # why no local file is removed
+    moves: tuple[LocalMove, ...] = ()  # done first
+
+
+class Change(Protocol):
+    """One name's change, as a journal reader gives it (:class:`cat2sync.journal.Change`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def op(self) -> str: ...  # "sent", "appended", "moved", "removed" or "check"
+    @property
+    def src(self) -> str | None: ...
+    @property
+    def etag(self) -> str | None: ...
+    @property
+    def info(self) -> Mapping[str, Any] | None: ...
 
 
 #: For each listed name a rule wants: ``(clean name, local path)``, or why it is unsafe.
@@ -104,6 +141,61 @@ def plan_listing(
     return MirrorPlan(
         entries=entries, skipped=skipped, removals=() if refusal else gone, refusal=refusal
     )
+
+
+def plan_changes(
+    *,
+    changes: Sequence[Change],
+    targets: Targets,
+    records: Mapping[str, Mirrored],
+    delete: bool = False,
+    max_delete: float = 0.5,
+) -> MirrorPlan:
+    """What a pass does with the changes the journals name (instead of a listing).
+
+    :param changes: one change per name, moves first (as the reader gives them).
+    :param targets: those of the changed names this rule wants, mapped to local paths
+        (see :data:`Targets`); the others are not its business.
+    """
+    entries: list[Entry] = []
+    moves: list[LocalMove] = []
+    gone: list[Mirrored] = []
+    chosen, skipped = _resolve_names(targets, known=records.keys())
+    for change in changes:
+        target = chosen.get(change.name)
+        if change.op == "removed":
+            if change.name in records:
+                gone.append(records[change.name])
+            continue
+        if target is None:
+            continue
+        src = records.get(change.src) if change.src else None
+        if change.op == "moved" and src is not None and src.ours and src.etag == change.etag:
+            moves.append(LocalMove(src, change.name, target, change.info, change.etag))
+        elif change.op == "check":
+            entries.append(Entry(change.name, target, first=False))
+        else:
+            entries.append(
+                Entry(
+                    change.name,
+                    target,
+                    first=False,
+                    info=change.info,
+                    etag=change.etag,
+                    may_extend=change.op == "appended",
+                )
+            )
+    plan = MirrorPlan(entries=tuple(entries), skipped=skipped, moves=tuple(moves))
+    if not delete or not gone:
+        return plan
+    refusal = deletion_refusal(
+        MIRROR,
+        known=len(records),
+        vanished=len(gone),
+        remaining=len(records) - len(gone),
+        max_delete=max_delete,
+    )
+    return replace(plan, removals=() if refusal else tuple(gone), refusal=refusal)
 
 
 def _fetchable(name: str) -> bool:
