@@ -92,6 +92,8 @@ class Client:
     :param verify: TLS verification: True, False, or a CA bundle path.
     :param transport: an httpx transport to use instead of a real connection (tests
         inject faults with it).
+    :param observer: called after every HTTP exchange with its API verb and outcome
+        (a ``RequestObserver``: the daemon's metrics count requests with it).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class Client:
         retries: int = 3,
         verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         self.urlbase = urlbase.rstrip("/")
         self.timeout = timeout
@@ -117,6 +120,7 @@ class Client:
             retries=retries,
             verify=verify,
             transport=transport,
+            observer=observer,
         )
 
     # -- lifecycle -------------------------------------------------------------
