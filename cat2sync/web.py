@@ -33,7 +33,7 @@ __all__ = ["Route", "StatusServer", "routes"]
 log = logging.getLogger(__name__)
 
 _WORKERS = 4  # requests answered at once
-_WAITING = 16  # connections accepted and waiting for a worker; more are closed at once
+_WAITING = 8  # connections accepted and waiting for a worker; more are closed at once
 _CLIENT_TIMEOUT = 5.0  # seconds a client may stay silent while sending or receiving
 _PAGE_FILES = {"/": "index.html", "/page.css": "page.css", "/page.js": "page.js"}
 _TYPES = {

@@ -11,7 +11,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ import blosc2
 import numpy as np
 import pytest
 import tomli_w
+from helpers.arrays import grow_b2nd, write_b2nd
+from helpers.waiting import wait_until
 
 from cat2sync import Client
 from cat2sync.daemon import Daemon
@@ -34,34 +35,13 @@ from cat2sync.testing import ALICE
 SETTLE = "0.2s"
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["ALICE"]  # alice, created by the session's server fixture
+# alice, created by the session's server fixture; the helpers the daemon tests share
+__all__ = ["ALICE", "grow_b2nd", "wait_until", "write_b2nd"]
 
 MakeManifest = Callable[..., Manifest]
 
 
 # -- waiting -------------------------------------------------------------------
-
-
-def wait_until(
-    cond: Callable[[], Any],
-    timeout: float = 20.0,
-    interval: float = 0.05,
-    message: str = "condition",
-    state: Callable[[], object] | None = None,
-) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail the test on timeout.
-
-    :param state: describes what was seen instead, for the failure message.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; seen: {state()}" if state is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}{seen}")
-        time.sleep(interval)
 
 
 # -- manifests -----------------------------------------------------------------
@@ -217,21 +197,6 @@ def running(
 
 
 # -- local and remote data -------------------------------------------------------
-
-
-def write_b2nd(path: Path, array: np.ndarray, chunks: tuple[int, ...]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blosc2.asarray(array, urlpath=str(path), mode="w", chunks=chunks)
-    return path
-
-
-def grow_b2nd(path: Path, rows: np.ndarray) -> None:
-    """Append ``rows`` to a ``.b2nd`` in place, as an instrument would."""
-    arr = blosc2.open(str(path), mode="a")
-    start = arr.shape[0]
-    arr.resize((start + rows.shape[0], *arr.shape[1:]))
-    arr[start : start + rows.shape[0]] = rows
-    del arr  # flushes the frame
 
 
 def local_array(path: Path) -> np.ndarray:
