@@ -267,7 +267,7 @@ def _verdict(rule: dict[str, Any]) -> str:
         return "NOT keeping up (see the last error)"
     if rule["pending"]:
         return f"catching up ({rule['pending']} waiting)"
-    return "keeping up"
+    return "keeping up" if rule["last_pass"] else "no pass yet"
 
 
 def _answered(server: dict[str, Any]) -> str:

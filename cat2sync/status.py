@@ -192,13 +192,14 @@ def snapshot(
 
 
 def rule_state(r: RuleReport, *, working: bool) -> str:
-    """*working* while a pass runs or a file is sent; else *error* when the last pass
-    failed or a file waits until it is fixed, *waiting for retry* when a failed file
-    will be tried again at a time, and *idle*."""
-    if working:
-        return WORKING
+    """*error* when the last pass failed or a file waits until it is fixed (whatever
+    runs meanwhile: a rule failing again and again is not shown as busy); else
+    *working* while a pass runs or a file is sent, *waiting for retry* when a failed
+    file will be tried again at a time, and *idle*."""
     if r.status.last_error or any(p.next_attempt <= 0 for p in r.failed):
         return ERROR
+    if working:
+        return WORKING
     if r.failed:
         return RETRYING
     return IDLE
