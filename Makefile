@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PLUGINS = $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: run test lint bench bench-profile clean
+.PHONY: run test lint chromium bench bench-profile clean
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check cat2sync tests plugins benchmarks examples conftest.py
 	$(BIN)/mypy cat2sync
 
-test: lint
+# The status page's test drives Debian's headless Chromium: installed here when missing, so
+# that `make test` needs nothing else on a fresh machine (CI runs exactly `make test`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the status page's browser test)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: lint chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
