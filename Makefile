@@ -5,14 +5,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PLUGINS = $(wildcard plugins/*/pyproject.toml)
+# The seed-era Caterva2 2025.8.7 server, which the client and the daemon are also tested
+# against. It gets an environment of its own: it pins none of its dependencies, and
+# blosc2 3.11.1 is the release that runs all it needs (docs/client.md, "Server versions").
+C2_2025 ?= .venv-c2-2025
 
-.PHONY: run test lint chromium bench bench-profile clean
+.PHONY: run test lint chromium bench bench-profile caterva2-2025 clean
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
 	touch $@
+
+$(C2_2025)/bin/.installed:
+	$(PYTHON) -m venv $(C2_2025)
+	$(C2_2025)/bin/python -m pip install --quiet --upgrade pip
+	$(C2_2025)/bin/python -m pip install --quiet 'caterva2[services]==2025.8.7' 'blosc2==3.11.1'
+	touch $@
+
+caterva2-2025: $(C2_2025)/bin/.installed
 
 QUICKSTART = examples/quickstart-data
 
@@ -36,8 +48,9 @@ chromium:
 	  echo "installing Debian's chromium (for the status page's browser test)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: lint chromium
-	$(BIN)/python -m pytest -q
+# Naming the 2025 server's environment makes its tests run (they skip without it).
+test: lint chromium $(C2_2025)/bin/.installed
+	CAT2SYNC_CATERVA2_2025_BIN=$(abspath $(C2_2025))/bin $(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet 'caterva2[clients]>=2026.9.2,<2027'
@@ -50,4 +63,4 @@ bench-profile: $(BIN)/.installed
 	  --cases mirror-small-cold mirror-small-resync server-floor
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(C2_2025)

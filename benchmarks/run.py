@@ -2,6 +2,7 @@
 """Benchmark cat2sync against the upstream ``caterva2`` client and agent on a real server.
 
     python benchmarks/run.py [--size-mb 200] [--cases NAME ...] [--repeat 2] [--tiny]
+                             [--caterva2-2025 [BINDIR]]
 
 Starts a local Caterva2 server in a temporary directory, generates its own test data,
 runs every selected case for cat2sync and the reference in the same run (each case
@@ -38,7 +39,7 @@ from _common import CASES, SIDES, Context, Figure, VerificationError, have_refer
 from _profile import format_breakdown, have_py_spy, server_profile  # noqa: E402
 
 from cat2sync.errors import ServerStartError  # noqa: E402
-from cat2sync.server import LocalServer  # noqa: E402
+from cat2sync.server import LocalServer, LocalServer2025  # noqa: E402
 
 #: Modules that register cases with ``@case``; add new ones here.
 CASE_MODULES = ("client_throughput", "daemon_cases", "server_cases")
@@ -48,6 +49,10 @@ TINY_MB = 5.0
 TINY_SMALL_FILES = 50
 TINY_LARGE_MB = 20.0
 TINY_SCALE_FILES = 2000
+#: Where ``make caterva2-2025`` puts the 2025.8.7 server (``cat2sub``).
+OLD_SERVER_BIN = HERE.parent / ".venv-c2-2025" / "bin"
+#: The cases that ``--caterva2-2025`` runs: the client's own throughput.
+OLD_SERVER_MODULE = "client_throughput"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +98,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="runs per case and client; the best is reported (default: 2)",
     )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--caterva2-2025",
+        nargs="?",
+        const=OLD_SERVER_BIN,
+        type=Path,
+        metavar="BINDIR",
+        help="run the client cases, for cat2sync alone, against a Caterva2 2025.8.7 "
+        "server started from BINDIR (default: .venv-c2-2025/bin, see make caterva2-2025)",
+    )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE"
     )
@@ -257,18 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     for module in CASE_MODULES:
         importlib.import_module(module)
+    old = args.caterva2_2025
+    known = [n for n, c in CASES.items() if not old or c.func.__module__ == OLD_SERVER_MODULE]
     if args.list:
-        for bench in CASES.values():
-            print(f"{bench.name!r:24} {bench.description}")
+        for name in known:
+            print(f"{name!r:24} {CASES[name].description}")
         return 0
-    names = args.cases or list(CASES)
-    unknown = [n for n in names if n not in CASES]
+    names = args.cases or known
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
+        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
         return 2
 
     sides = list(SIDES)
-    if not have_reference():
+    if old:
+        sides.remove("reference")  # the reference client of 2026 is not the 2025 one
+    elif not have_reference():
         print(
             "NOTE: the reference client (caterva2.Client) is not importable, so only "
             "cat2sync is measured.\n      Install it to compare: "
@@ -281,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cat2sync-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
-        server = LocalServer(workdir / "server", superuser=ADMIN)
+        server = (
+            LocalServer2025(workdir / "server", bindir=old, superuser=ADMIN)
+            if old
+            else LocalServer(workdir / "server", superuser=ADMIN)
+        )
         print(f"starting a Caterva2 server in {workdir} ...", file=sys.stderr, flush=True)
         try:
             server.start()
@@ -320,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.1f} after\nPython {platform.python_version()}, "
         f"cat2sync {_version('cat2sync')}, caterva2 {_version('caterva2')}, "
         f"blosc2 {_version('blosc2')}, httpx {_version('httpx')}"
+        + (f"\nserver: Caterva2 2025.8.7 (cat2sub) from {old}" if old else "")
     )
     print("ratio: cat2sync relative to the reference, > 1 means cat2sync is better\n")
     print(table)

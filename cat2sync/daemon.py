@@ -156,7 +156,8 @@ class Daemon:
                 old = self.clients.pop(name, None)
                 if old is not None:
                     old.close()
-                self.clients[name] = self._connect(cfg)
+                observe = partial(self.telemetry.observer, cfg.name)
+                self.clients[name] = self._embedded.connect(cfg, observe=observe)
                 self._server_cfgs[name] = cfg
         state, emit, plugins = self.state, self.emit, self.plugins
         self.uploads = {
@@ -184,14 +185,6 @@ class Daemon:
         self.backlog.use(self.uploads, retry_max=manifest.daemon.retry_max)
         self.lazy.use(self.lazyexprs, retry_max=manifest.daemon.retry_max)
         self.manifest = manifest
-
-    def _connect(self, cfg: ServerConfig) -> Client:
-        url, username, password = cfg.url, cfg.username, cfg.password
-        if url is None:
-            url, username, password = self._embedded.login(cfg)
-        auth = (username, password) if username and password is not None else None
-        observer = self.telemetry.observer(cfg.name, url)
-        return Client(url, auth, timeout=cfg.timeout, verify=cfg.verify, observer=observer)
 
     @property
     def server_urls(self) -> dict[str, str]:

@@ -18,6 +18,9 @@ class EventKind(StrEnum):
     DOWNLOADED = "downloaded"  # a mirror file was written
     DELETED = "deleted"  # a mirror file was removed after its remote vanished
     COMPUTED = "computed"  # a lazy expression was (re)computed on the server
+    CONFLICT = "conflict"  # another writer's version met ours; both paths in the message
+    ADOPTED = "adopted"  # found identical on the other side: recorded, nothing sent
+    FREED = "freed"  # a shipped local file was removed, its remote copy verified equal
     SKIPPED = "skipped"  # refused on purpose (unsafe name, deletion cap, broken file)
     FAILED = "failed"  # an attempt failed; it will be retried
 

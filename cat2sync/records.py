@@ -52,16 +52,18 @@ class Mirrored:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Intent:
     """A request that may half-happen, written down before it is sent: an ``append`` of
-    rows ``start_row:stop_row``, or an ``upload`` to the temporary name ``remote``."""
+    rows ``start_row:stop_row``, or an ``upload`` to the temporary name ``remote`` (and
+    its ``move`` into place)."""
 
     id: int
     rule: str
     relpath: str
-    op: str  # "append" or "upload"
+    op: str  # "append", "upload" (the temporary is being written) or "move" (moved next)
     remote: str
     start_row: int | None
     stop_row: int | None
     created: float
+    dest: str | None = None  # where a "move" takes the temporary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

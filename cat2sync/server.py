@@ -24,7 +24,7 @@ import httpx
 
 from .errors import ServerStartError
 
-__all__ = ["LocalServer"]
+__all__ = ["LocalServer", "LocalServer2025"]
 
 _LOG_TAIL_LINES = 20
 
@@ -93,16 +93,10 @@ class LocalServer:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         conf = self._write_config()
         if not (self.state_dir / "state" / "db.sqlite").exists():
-            self._admin_adduser(conf, *self.superuser, superuser=True)
+            self._admin_adduser(conf, *self.superuser)
         with self._log_file.open("ab") as log:
             self._proc = subprocess.Popen(
-                [
-                    _find_script("cat2-server"),
-                    "--conf",
-                    str(conf),
-                    "--statedir",
-                    str(self.state_dir / "state"),
-                ],
+                self._server_command(conf),
                 cwd=self.state_dir,
                 env=self._env(),
                 stdout=log,
@@ -182,24 +176,37 @@ class LocalServer:
         )
         return conf
 
-    def _admin_adduser(self, conf: Path, email: str, password: str, *, superuser: bool) -> None:
-        cmd = [
+    def _server_command(self, conf: Path) -> list[str]:
+        return [
+            _find_script("cat2-server"),
+            "--conf",
+            str(conf),
+            "--statedir",
+            str(self.state_dir / "state"),
+        ]
+
+    def _adduser_command(self, conf: Path, email: str, password: str) -> list[str]:
+        """The command that creates the superuser ``email`` before the first start."""
+        return [
             _find_script("cat2-admin"),
             "--conf",
             str(conf),
             "--statedir",
             str(self.state_dir / "state"),
             "adduser",
+            "--superuser",
+            email,
+            password,
         ]
-        if superuser:
-            cmd.append("--superuser")
-        cmd += [email, password]
+
+    def _admin_adduser(self, conf: Path, email: str, password: str) -> None:
+        cmd = self._adduser_command(conf, email, password)
         done = subprocess.run(
             cmd, cwd=self.state_dir, env=self._env(), capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-_LOG_TAIL_LINES:])
-            raise ServerStartError(f"cat2-admin adduser failed:\n{tail}")
+            raise ServerStartError(f"{Path(cmd[0]).name} failed:\n{tail}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -227,3 +234,83 @@ class LocalServer:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+# cat2sub's own entry point, once asyncio's global event-loop policy exists. uvicorn never
+# creates it; blosc2 3.11.1 does, from a reader thread, at the first lazy expression, and
+# if garbage collection runs an aiosqlite connection's __del__ meanwhile, that asks for the
+# policy under the same non-reentrant lock: the thread deadlocks, and the server with it
+# (seen with py-spy in this project's suite).
+_RUN_CAT2SUB = (
+    "import asyncio, sys; asyncio.get_event_loop_policy(); sys.argv[0] = 'cat2sub'; "
+    "from caterva2.services.sub import main; main()"
+)
+
+
+class LocalServer2025(LocalServer):
+    """A Caterva2 **2025.8.7** server (``cat2sub``) from a virtual environment of its own.
+
+    Servers in the field are upgraded late; this one lets the suite prove that the
+    client and the daemon still work with them. That release pins none of its
+    dependencies, and no single blosc2 runs all of its endpoints: its environment
+    holds ``caterva2[services]==2025.8.7`` with ``blosc2==3.11.1`` (``make
+    caterva2-2025``). The API is :class:`LocalServer`'s.
+
+    :param bindir: the ``bin`` folder of that environment (``cat2sub``, ``cat2adduser``).
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        bindir: str | os.PathLike[str],
+        superuser: tuple[str, str] = ("admin@example.com", "adminpass1"),
+        port: int | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(state_dir, superuser=superuser, port=port, start_timeout=start_timeout)
+        self.bindir = Path(bindir)
+
+    def _script(self, name: str) -> str:
+        path = self.bindir / name
+        if not path.exists():
+            raise ServerStartError(
+                f"{path} not found: build the 2025.8.7 server's environment (make caterva2-2025)"
+            )
+        return str(path)
+
+    def _server_command(self, conf: Path) -> list[str]:
+        self._script("cat2sub")  # what is missing, if anything
+        return [
+            self._script("python"),
+            "-c",
+            _RUN_CAT2SUB,
+            "--conf",
+            str(conf),
+            "--statedir",
+            str(self.state_dir / "state"),
+        ]
+
+    def _adduser_command(self, conf: Path, email: str, password: str) -> list[str]:
+        return [
+            self._script("cat2adduser"),
+            "--conf",
+            str(conf),
+            "--statedir",
+            str(self.state_dir / "state"),
+            "--superuser",
+            email,
+            password,
+        ]
+
+    def _write_config(self) -> Path:
+        # 2025.8.7 reads a [subscriber] table, and its address key is ``http``.
+        conf = self.state_dir / "caterva2.toml"
+        conf.write_text(
+            "[subscriber]\n"
+            f'http = "127.0.0.1:{self.port}"\n'
+            f'urlbase = "{self.url}"\n'
+            "login = true\n"
+            "register = true\n"
+        )
+        return conf

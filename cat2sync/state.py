@@ -5,7 +5,8 @@ reads concurrently. Tables (rows are the :mod:`cat2sync.records` values, by colu
 
 * ``shipped``  a local file as last sent: remote path, size/mtime/inode, array layout and
   per-chunk digests that prove an unchanged prefix for row appends;
-* ``intents``  appends and temporary uploads in flight: written before the request,
+* ``intents``  appends and temporary uploads in flight: written before the request
+  (``upload``, then ``move`` right before the temporary is moved into place),
   removed after it is confirmed, so a restart knows what may have half-happened;
 * ``pending``  files noticed and not shipped yet: attempts, the last error, its remedy
   and when the file is tried next (written by the upload queue alone);
@@ -47,7 +48,7 @@ CREATE TABLE shipped(
 CREATE INDEX shipped_inode ON shipped(rule, dev, inode);
 CREATE TABLE intents(
     id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, relpath TEXT, op TEXT, remote TEXT,
-    start_row INTEGER, stop_row INTEGER, created REAL);
+    start_row INTEGER, stop_row INTEGER, created REAL, dest TEXT);
 CREATE TABLE pending(
     rule TEXT, relpath TEXT, since REAL, attempts INTEGER, next_attempt REAL,
     last_error TEXT, remedy TEXT, PRIMARY KEY(rule, relpath));
@@ -81,6 +82,7 @@ _MIGRATIONS: Mapping[int, tuple[str, ...]] = {
         "ALTER TABLE shipped ADD COLUMN theirs INTEGER DEFAULT 0",
         "ALTER TABLE shipped ADD COLUMN freed REAL",
         "ALTER TABLE mirrored ADD COLUMN ours INTEGER DEFAULT 1",
+        "ALTER TABLE intents ADD COLUMN dest TEXT",
         "CREATE TABLE conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT, side TEXT, "
         "path TEXT, remote TEXT, action TEXT, copy TEXT, reason TEXT, created REAL)",
         "CREATE TABLE totals(rule TEXT, kind TEXT, files INTEGER, bytes INTEGER, "
@@ -277,6 +279,24 @@ class StateStore:
         with self._tx() as db:
             db.execute("DELETE FROM shipped WHERE rule=? AND relpath=?", (rule, relpath))
 
+    def mark_freed(self, rule: str, relpath: str, when: float) -> None:
+        """The local file is about to be removed, its remote copy verified equal."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE shipped SET freed=? WHERE rule=? AND relpath=?", (when, rule, relpath)
+            )
+
+    def claim(self, rule: str, relpath: str, remote: str) -> None:
+        """``remote`` holds a version of ``relpath`` cat2sync wrote, but which one, and
+        its ETag, are unknown (a move whose answer was lost, or a crash right after it):
+        the next version is sent whole, over it, without taking it for another writer's."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO shipped (rule, relpath, remote, kind, size, mtime_ns, "
+                "dev, inode, updated) VALUES (?, ?, ?, 'file', -1, -1, 0, 0, ?)",
+                (rule, relpath, remote, time.time()),
+            )
+
     # -- intents ---------------------------------------------------------------
 
     def intend(
@@ -298,9 +318,18 @@ class StateStore:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
+    def moving(self, intent_id: int, dest: str) -> None:
+        """An uploaded temporary is about to be moved to ``dest``."""
+        with self._tx() as db:
+            db.execute("UPDATE intents SET op='move', dest=? WHERE id=?", (dest, intent_id))
+
     def done_intent(self, intent_id: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM intents WHERE id=?", (intent_id,))
+
+    def intent(self, intent_id: int) -> Intent | None:
+        found = self._records(Intent, "SELECT * FROM intents WHERE id=?", intent_id)
+        return found[0] if found else None
 
     def intents(self, rule: str | None = None) -> list[Intent]:
         if rule is None:

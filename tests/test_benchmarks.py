@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "run.py"
+from tests.helpers.paths import REPO
+
+BENCH = REPO / "benchmarks" / "run.py"
 
 
 def _cases() -> list[str]:
@@ -57,11 +58,11 @@ def test_every_case_runs_and_verifies_at_tiny_sizes(tmp_path: Path) -> None:
 
 
 def test_a_server_profile_is_split_into_the_stages_of_a_request(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         from _profile import breakdown
     finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.path.remove(str(REPO / "benchmarks"))
     loop = "run (uvicorn/main.py:1);Runner.run (asyncio/runners.py:2)"
     app = f"{loop};Starlette.__call__ (starlette/applications.py:3)"
     http = "HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py:4)"

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from cat2sync.manifest import load_manifest
+from tests.helpers.paths import REPO
 
-CONFIGS = sorted((Path(__file__).parent.parent / "examples" / "configs").glob("*.toml"))
+CONFIGS = sorted((REPO / "examples" / "configs").glob("*.toml"))
 
 
 def test_there_are_examples() -> None:

@@ -6,22 +6,31 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import blosc2
 import httpx
 import numpy as np
 
-from ..errors import BadRequest, NotFound, ServerError, Timeout, TransportError
-from ._files import atomic_writer, is_native, unpack_frame
+from ..errors import BadRequest, NotFound, RemoteError, ServerError, TransportError, Unsupported
+from ._features import ServerFeatures
+from ._files import TEMP_PREFIX, atomic_writer, is_native, unpack_frame
 from ._keys import field_names, slice_param
 from ._objects import Dataset, File, Group, Root
 from ._paths import RemotePath
-from ._transport import DEFAULT_WORK_TIMEOUT, Credentials, TransferStats, Transport, api_path
+from ._transport import (
+    DEFAULT_WORK_TIMEOUT,
+    Credentials,
+    RequestObserver,
+    TransferStats,
+    Transport,
+    api_path,
+)
 
 __all__ = ["Client"]
 
@@ -29,23 +38,9 @@ _SIDECAR_SUFFIXES = (".b2lock",)
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _STREAM_CHUNK = 1 << 20
 _FETCHABLE = frozenset({".b2nd", ".b2frame"})  # a whole fetch sends them as stored
-
-
-_T = TypeVar("_T")
-
-
-def _retried(remote: str, transfer: Callable[[], _T]) -> _T:
-    """Run a streamed transfer; a reset or stall mid-stream is retried once from the start."""
-    for attempt in range(2):
-        try:
-            return transfer()
-        except httpx.TimeoutException as exc:
-            if attempt:
-                raise Timeout(f"download stalled: {exc}", path=remote) from exc
-        except httpx.TransportError as exc:
-            if attempt:
-                raise TransportError(f"download interrupted: {exc}", path=remote) from exc
-    raise AssertionError("unreachable")
+_HDF5 = frozenset({".h5", ".hdf5"})
+# Never in a user listing: the users' own database carries it (Caterva2 2025 sends it).
+_PRIVATE_USER_KEYS = frozenset({"hashed_password"})
 
 
 def _credentials(auth: Any) -> Credentials | None:
@@ -93,7 +88,7 @@ class Client:
     :param transport: an httpx transport to use instead of a real connection (tests
         inject faults with it).
     :param observer: called after every HTTP exchange with its API verb and outcome
-        (a ``RequestObserver``: the daemon's metrics count requests with it).
+        (the daemon's metrics count requests with it).
     """
 
     def __init__(
@@ -106,7 +101,7 @@ class Client:
         retries: int = 3,
         verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
-        observer: Callable[[str, str], None] | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.urlbase = urlbase.rstrip("/")
         self.timeout = timeout
@@ -122,6 +117,7 @@ class Client:
             transport=transport,
             observer=observer,
         )
+        self._features = ServerFeatures(self._t)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -226,14 +222,81 @@ class Client:
         return [n for n in names if not n.endswith(_SIDECAR_SUFFIXES)]
 
     def get_info(self, path: str | PurePosixPath) -> dict[str, Any]:
-        """Metadata of a dataset, file or directory, as the server reports it."""
-        info: dict[str, Any] = self._get_json("info", str(path))
+        """Metadata of a dataset, file or directory, as the server reports it.
+
+        A Caterva2 2025 server cannot describe a directory: that is :class:`Unsupported`.
+        """
+        spath = str(path)
+        try:
+            info: dict[str, Any] = self._get_json("info", spath)
+        except ServerError:
+            self._check_describable(spath)
+            raise
         return info
 
+    def _check_describable(self, path: str) -> None:
+        """Raise :class:`Unsupported` if ``path`` is a folder the server cannot describe."""
+        if not self._features.legacy:
+            return
+        listing = self.get_list(path)
+        if listing and listing != [PurePosixPath(path).name]:
+            raise Unsupported(
+                "this server (Caterva2 2025) cannot describe a folder; list it instead",
+                path=path,
+            )
+
     def stat(self, path: str | PurePosixPath) -> tuple[dict[str, Any], str | None]:
-        """``(info, etag)``: the metadata plus the server's change tag (None for folders)."""
-        resp = self._t.request("GET", "/api/info/" + api_path(str(path)), path=str(path))
-        return resp.json(), resp.headers.get("etag")
+        """``(info, etag)``: the metadata plus the server's change tag.
+
+        The tag is None where the server has none (folders, HDF5 files, stored lazy
+        expressions on a 2025 server): then nothing tells that the entry did not change.
+        """
+        spath = str(path)
+        if self._features.known_legacy:
+            return self._stat_legacy(spath)
+        resp = self._t.request("GET", "/api/info/" + api_path(spath), path=spath)
+        info, etag = resp.json(), resp.headers.get("etag")
+        if etag is not None:
+            self._features.modern()
+        elif info.get("kind") != "group" and self._features.legacy:
+            return self._stat_legacy(spath)
+        return info, etag
+
+    def _stat_legacy(self, path: str) -> tuple[dict[str, Any], str | None]:
+        """``stat`` where ``info`` carries no ETag (Caterva2 2025): the server's own ETag
+        comes with a whole fetch, so one byte of that is asked for first.
+
+        First, so that a change in between shows as a newer info with an older tag: the
+        next ``stat`` then sees a tag it has not recorded (the other order could pair a
+        new tag with old metadata, and the change would be missed for good).
+        """
+        self._features.note(
+            "etag",
+            "info carries no ETag on this server (Caterva2 2025): each stat asks for one "
+            "byte of a whole fetch to get the server's ETag (two requests instead of one)",
+        )
+        etag = self._fetch_etag(path) if _fetch_sends_stored(path) else None
+        info = self.get_info(path)
+        if "expression" in info:  # computed on every read: its file tells nothing of its operands
+            etag = None
+        return info, etag
+
+    def _fetch_etag(self, path: str) -> str | None:
+        """The ETag of a whole fetch of ``path``, for one byte of it (None when it has none)."""
+        try:
+            resp = self._t.request(
+                "GET",
+                "/api/fetch/" + api_path(path),
+                path=path,
+                headers={"Range": "bytes=0-0"},
+                stream=True,
+                retry_500=False,
+            )
+        except (ServerError, BadRequest):
+            return None  # not served from its file (a folder, say): no tag, so never "unchanged"
+        resp.close()  # an expression computed for us would send its whole result: not read
+        etag: str | None = resp.headers.get("etag")
+        return etag
 
     # -- reading data ----------------------------------------------------------
 
@@ -271,18 +334,25 @@ class Client:
                 path=spath,
                 params=params,
                 work=True,
-                retry_500=field is None,
+                retry_500="field" not in params and "filter" not in params,
             )
         except ServerError:
-            if field is not None:  # the server answers 500 for a field of a plain array
+            # The server answers 500 for a field of a plain array (and a 2025 server for
+            # a filter on one, too).
+            if field is not None:
                 self._check_field(spath, field)
+            elif "filter" in params:
+                self._check_field(spath, None)
             raise
         obj = _frame_to_object(resp.content)
         return obj if as_blosc2 else _as_numpy(obj)
 
-    def _check_field(self, path: str, field: str) -> None:
+    def _check_field(self, path: str, field: str | None) -> None:
+        """Refuse ``field`` (None: any filter) unless the dataset has such fields."""
         names = field_names(self.get_info(path).get("dtype"))
-        if field not in names:
+        if field is None and not names:
+            raise BadRequest("a filter needs a dataset with fields (it has none)", path=path)
+        if field is not None and field not in names:
             raise BadRequest(
                 f"no field {field!r} (fields: {', '.join(names) or 'none'})", path=path
             )
@@ -335,9 +405,19 @@ class Client:
 
         :param durable: flush to disk before the file appears under its name.
         """
-        headers = {} if is_native(remote) else {"Accept-Encoding": "blosc2"}
+        hdf5 = PurePosixPath(remote).suffix.lower() in _HDF5
+        if hdf5 and self._features.known_legacy:
+            raise _no_hdf5_downloads(remote)
         target = Path(dest)
-        return _retried(remote, lambda: self._stream_download(remote, target, headers, durable))
+        try:
+            return self._t.restartable(
+                remote, lambda: self._stream_download(remote, target, durable)
+            )
+        except TransportError as exc:
+            # A 2025 server starts sending an HDF5 file, then fails: every time.
+            if hdf5 and self._features.legacy:
+                raise _no_hdf5_downloads(remote) from exc
+            raise
 
     def fetch_to(
         self, remote: str, dest: str | os.PathLike[str], *, durable: bool = False
@@ -360,16 +440,15 @@ class Client:
             finally:
                 resp.close()
 
-        return _retried(remote, attempt)
+        return self._t.restartable(remote, attempt)
 
-    def _stream_download(
-        self, remote: str, dest: Path, headers: dict[str, str], durable: bool
-    ) -> int:
-        resp = self._open_download(remote, headers)
-        if resp is None:
+    def _stream_download(self, remote: str, dest: Path, durable: bool) -> int:
+        opened = self._open_download(remote)
+        if opened is None:
             return self._download_by_chunks(remote, dest, durable)
+        resp, packed = opened
         try:
-            if resp.headers.get("content-encoding") != "blosc2":
+            if not packed:
                 with atomic_writer(dest, durable=durable) as out:
                     return self._copy_body(resp, out)
             with self._scratch_folder(dest) as tmp:
@@ -380,29 +459,28 @@ class Client:
         finally:
             resp.close()
 
-    def _open_download(self, remote: str, headers: dict[str, str]) -> httpx.Response | None:
-        """The response that streams ``remote``'s bytes, or None when only
-        :meth:`_download_by_chunks` can get the file."""
+    def _open_download(self, remote: str) -> tuple[httpx.Response, bool] | None:
+        """The response that streams ``remote``'s bytes, and whether they are its stored
+        ``.b2`` frame (decoded here); None when only :meth:`_download_by_chunks` can get it."""
         if PurePosixPath(remote).suffix in _FETCHABLE:
             # A whole fetch sends the stored file straight from disk (the download
             # endpoint reads it into the server's memory first): same bytes, faster.
             try:
-                return self._t.request(
-                    "GET",
-                    "/api/fetch/" + api_path(remote),
-                    path=remote,
-                    stream=True,
-                    work=True,
-                    retry_500=False,
-                )
+                return self._fetch_whole(remote), False
             except ServerError:
                 pass  # the server cannot open it as Blosc2; its download still sends it
+        elif not is_native(remote) and self._features.blosc2_downloads is False:
+            try:
+                return self._fetch_whole(remote), True
+            except BadRequest:
+                pass  # this server fetches no regular file: its download sends the bytes
+        packs = not is_native(remote)
         try:
-            return self._t.request(
+            resp = self._t.request(
                 "GET",
                 "/api/download/" + api_path(remote),
                 path=remote,
-                headers=headers,
+                headers={"Accept-Encoding": "blosc2"} if packs else None,
                 stream=True,
                 work=True,
                 retry_500=remote.isascii(),
@@ -410,8 +488,33 @@ class Client:
         except ServerError:
             if remote.isascii() or PurePosixPath(remote).suffix in _FETCHABLE:
                 raise
-        # The server fails (500) to put a non-Latin-1 name in its download headers.
-        return None
+            # The server fails (500) to put a non-Latin-1 name in its download headers.
+            return None
+        packed = resp.headers.get("content-encoding") == "blosc2"
+        if packs and not packed:
+            self._no_blosc2_downloads()
+        return resp, packed
+
+    def _fetch_whole(self, remote: str) -> httpx.Response:
+        """A whole fetch: the stored file, byte for byte (for a regular file on a 2025
+        server, its compressed ``.b2`` frame)."""
+        return self._t.request(
+            "GET",
+            "/api/fetch/" + api_path(remote),
+            path=remote,
+            stream=True,
+            work=True,
+            retry_500=False,
+        )
+
+    def _no_blosc2_downloads(self) -> None:
+        self._features.blosc2_downloads = False
+        self._features.note(
+            "download",
+            "this server sends regular files decompressed whatever the client asks "
+            "(Caterva2 2025): from now on they are fetched as their stored compressed "
+            "frame and decompressed here",
+        )
 
     def _download_by_chunks(self, remote: str, dest: Path, durable: bool) -> int:
         """A regular file the download endpoint cannot serve: rebuild its stored frame
@@ -438,7 +541,7 @@ class Client:
     def _scratch_folder(dest: Path) -> Iterator[Path]:
         """A private folder beside ``dest`` (same file system, removed afterwards)."""
         with tempfile.TemporaryDirectory(
-            dir=dest.parent if dest.parent.exists() else None, prefix=".cat2sync-"
+            dir=dest.parent if dest.parent.exists() else None, prefix=TEMP_PREFIX
         ) as tmp:
             yield Path(tmp)
 
@@ -551,18 +654,54 @@ class Client:
     def lazyexpr_at(
         self, dst: str | PurePosixPath, expression: str, operands: Mapping[str, Any]
     ) -> RemotePath:
-        """Like :meth:`lazyexpr`, but the result goes to any writable ``.b2nd`` path."""
+        """Like :meth:`lazyexpr`, but the result goes to any writable ``.b2nd`` path.
+
+        A 2025 server computes it into ``@personal`` under a temporary name, then moves
+        it into place (both on the server).
+        """
         target = _b2nd_path(dst)
         body = self._lazyarr_body(None, expression, operands)
         with self._operands_checked(body["operands"]):
-            return RemotePath(self._post_json("upload_lazyarr", target, json=body))
+            try:
+                return self._upload_lazyarr(target, body)
+            except Unsupported:
+                return self._compute_then_move(target, body)
+
+    def _upload_lazyarr(self, target: str, body: dict[str, Any]) -> RemotePath:
+        """``POST /api/upload_lazyarr``; :class:`Unsupported` where the server lacks it."""
+        if not self._features.known_legacy:
+            try:
+                return RemotePath(self._post_json("upload_lazyarr", target, json=body))
+            except NotFound:
+                if not self._features.legacy:  # the route exists: a path is missing
+                    raise
+        self._features.note(
+            "lazyarr",
+            "this server has no /api/upload_lazyarr (Caterva2 2025): concatenate and "
+            "stack use its /api/concat/ and /api/stack/ where they work; other results "
+            "are computed into @personal, then moved on the server",
+        )
+        raise Unsupported("this server cannot compute into a path (Caterva2 2025)", path=target)
+
+    def _compute_then_move(self, target: str, body: dict[str, Any]) -> RemotePath:
+        """Compute into ``@personal/.cat2sync-…`` (what ``/api/lazyexpr/`` can), then move
+        the result to ``target`` on the server; the temporary is removed if the move fails."""
+        named = {**body, "name": f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}"}
+        made = str(self._post_json("lazyexpr/", json=named, about=target))
+        try:
+            return self.move(made, target)
+        except BaseException:
+            with contextlib.suppress(RemoteError):
+                self.remove(made)
+            raise
 
     @contextlib.contextmanager
     def _operands_checked(self, operands: Mapping[str, str]) -> Iterator[None]:
-        """Turn the server's 500 for a missing operand into :class:`NotFound` for it."""
+        """Turn the server's 500 (or bare 404) for a missing operand into
+        :class:`NotFound` for it."""
         try:
             yield
-        except ServerError:
+        except (ServerError, NotFound):
             for path in operands.values():
                 self.get_info(path)  # raises NotFound naming the missing operand
             raise
@@ -600,9 +739,43 @@ class Client:
     ) -> RemotePath:
         if not srcs:
             raise BadRequest(f"{func}: no source datasets")
+        target = _b2nd_path(dst)
         operands = {f"o{i}": str(src) for i, src in enumerate(srcs)}
-        expression = f"{func}([{', '.join(operands)}], axis={int(axis)})"
-        return self.lazyexpr_at(dst, expression, operands)
+        body = self._lazyarr_body(
+            None, f"{func}([{', '.join(operands)}], axis={int(axis)})", operands
+        )
+        with self._operands_checked(operands):
+            try:
+                return self._upload_lazyarr(target, body)
+            except Unsupported:
+                return self._combine_on_legacy(func, target, body, int(axis))
+
+    def _combine_on_legacy(
+        self, func: str, target: str, body: dict[str, Any], axis: int
+    ) -> RemotePath:
+        """concat/stack on a 2025 server, through whichever of its routes works: its own
+        endpoint, else the same expression computed into ``@personal`` and moved. An
+        endpoint seen failing where the expression then worked is not tried again."""
+        endpoint = f"{func}/"
+        if endpoint in self._features.broken:
+            return self._compute_then_move(target, body)
+        srcs = list(body["operands"].values())
+        try:
+            return RemotePath(
+                self._post_json(
+                    endpoint, json={"srcs": srcs, "dst": target, "axis": axis}, about=target
+                )
+            )
+        except ServerError:
+            pass  # /api/concat/ fails with blosc2 >= 3.10, where the expression works
+        result = self._compute_then_move(target, body)
+        self._features.broken.add(endpoint)
+        self._features.note(
+            endpoint,
+            f"/api/{endpoint} fails on this server (500): {func} is computed by "
+            "/api/lazyexpr/ into @personal, then moved on the server",
+        )
+        return result
 
     # -- users -----------------------------------------------------------------
 
@@ -646,15 +819,32 @@ class Client:
         return message
 
     def listusers(self, username: str | None = None) -> list[dict[str, Any]]:
-        """All users, or the one named ``username`` (a list of dicts)."""
+        """All users, or the one named ``username`` (a list of dicts).
+
+        Password hashes are left out (a 2025 server sends them; a 2026 one does not).
+        """
         params = {"username": username} if username else None
         users: list[dict[str, Any]] = self._get_json("listusers/", params=params)
-        return users
+        return [{k: v for k, v in user.items() if k not in _PRIVATE_USER_KEYS} for user in users]
 
 
 def _check_plain_name(name: str) -> None:
     if not name or not set(name) <= _SAFE_NAME_CHARS or name.startswith("."):
         raise BadRequest(f"not a plain dataset name: {name!r} (letters, digits, '_-.')")
+
+
+def _fetch_sends_stored(path: str) -> bool:
+    """Whether a 2025 server answers a whole fetch of ``path`` with its stored file (and
+    so with the server's ETag): datasets, and regular files (stored as ``.b2`` frames)."""
+    return PurePosixPath(path).suffix in _FETCHABLE or not is_native(path)
+
+
+def _no_hdf5_downloads(remote: str) -> Unsupported:
+    return Unsupported(
+        "this server (Caterva2 2025) cannot send HDF5 files; unfold the file on the server "
+        "and use its datasets instead",
+        path=remote,
+    )
 
 
 def _b2nd_path(dst: str | PurePosixPath) -> str:

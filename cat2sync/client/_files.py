@@ -15,7 +15,17 @@ from typing import Any, BinaryIO, cast
 
 import blosc2
 
-__all__ = ["NATIVE_SUFFIXES", "atomic_writer", "is_native", "is_partial", "unpack_frame"]
+__all__ = [
+    "NATIVE_SUFFIXES",
+    "TEMP_PREFIX",
+    "atomic_writer",
+    "is_native",
+    "is_partial",
+    "unpack_frame",
+]
+
+#: Names cat2sync gives its temporaries, local and remote; readers skip them.
+TEMP_PREFIX = ".cat2sync-"
 
 #: Stored byte for byte by the server; anything else is compressed into ``<name>.b2``.
 NATIVE_SUFFIXES = frozenset({".b2nd", ".b2frame", ".b2", ".b2z", ".h5", ".hdf5"})

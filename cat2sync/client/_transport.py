@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -30,6 +30,8 @@ from ..errors import (
 )
 
 __all__ = ["Credentials", "RequestObserver", "TransferStats", "Transport", "api_path"]
+
+_T = TypeVar("_T")
 
 #: Read timeout for calls that make the server work (compute, compress, big bodies):
 #: the server handles them on its event loop and may stay silent for a long time.
@@ -453,6 +455,25 @@ class Transport:
         if _is_public_read(method, url):
             request.headers.pop("Cookie", None)
         return self._http.send(request, stream=stream)
+
+    @staticmethod
+    def restartable(path: str, transfer: Callable[[], _T]) -> _T:
+        """Run ``transfer``, which streams response bodies opened by :meth:`request`; a
+        body cut or stalled mid-stream is transferred again once, from the start.
+
+        A request that fails outright is not retried here: :meth:`request` has already
+        applied its own policy and raised an error of the tree.
+        """
+        for attempt in range(2):
+            try:
+                return transfer()
+            except httpx.TimeoutException as exc:
+                if attempt:
+                    raise Timeout(f"download stalled: {exc}", path=path) from exc
+            except httpx.TransportError as exc:
+                if attempt:
+                    raise TransportError(f"download interrupted: {exc}", path=path) from exc
+        raise AssertionError("unreachable")
 
     def _sleep_backoff(self, attempt: int) -> None:
         delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))

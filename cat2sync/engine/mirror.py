@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -43,9 +43,12 @@ from ..manifest import SubscribeRule
 from ..plugins.manager import Plugins
 from ..records import Mirrored
 from ..state import StateStore
+from . import conflicts
+from .conflicts import place_beside, same_bytes
 from .localtree import TEMP_PREFIX, Matcher
 from .names import local_target
 from .plan import (
+    Clash,
     Download,
     Entry,
     Extend,
@@ -78,6 +81,7 @@ class PassResult:
     unchanged: int = 0
     deleted: int = 0
     skipped: int = 0
+    conflicts: int = 0
     failed: int = 0
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
@@ -92,7 +96,7 @@ class _Remote:
     etag: str | None
 
 
-_Tally = Literal["downloaded", "extended", "unchanged", "skipped", "failed"]
+_Tally = Literal["downloaded", "extended", "unchanged", "skipped", "conflicts", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,12 @@ def _local_layout(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
     if isinstance(obj, blosc2.NDArray):
         return tuple(obj.shape), obj.schunk.nchunks
     return None, getattr(obj, "nchunks", None)
+
+
+def _existing(targets: Mapping[str, tuple[str, Path] | str]) -> set[str]:
+    """The names whose local path already holds something (a file not written by this
+    pass: a first fetch must not land on it)."""
+    return {name for name, t in targets.items() if not isinstance(t, str) and t[1].exists()}
 
 
 def _local_copy(target: Path) -> LocalCopy | None:
@@ -183,7 +193,7 @@ class MirrorEngine:
         )
         log.info(
             "%s: pass done: %d listed, %d downloaded, %d extended, %d unchanged, "
-            "%d deleted, %d skipped, %d failed",
+            "%d deleted, %d skipped, %d conflicts, %d failed",
             self.rule.name,
             result.listed,
             result.downloaded,
@@ -191,6 +201,7 @@ class MirrorEngine:
             result.unchanged,
             result.deleted,
             result.skipped,
+            result.conflicts,
             result.failed,
         )
         return result
@@ -203,10 +214,12 @@ class MirrorEngine:
             self._swept = True
         listing = self.client.get_list(self.rule.remote)
         records = {r.remote_rel: r for r in self.state.mirrored_for_rule(self.rule.name)}
+        targets = self._targets(listing)
         plan = plan_listing(
             listing=listing,
-            targets=self._targets(listing),
+            targets=targets,
             records=records,
+            existing=_existing(targets),
             delete=self.rule.delete,
             max_delete=self.rule.max_delete,
             fetch_whole=self.chain is None,
@@ -311,6 +324,7 @@ class MirrorEngine:
                 etag=etag,
                 local=_local_copy(entry.target),
                 transformed=self.chain is not None,
+                on_conflict=self.rule.on_conflict,
             )
             return self._bring(_Remote(entry.name, entry.target, info, etag), rec, decision)
         except NotFound:
@@ -357,11 +371,13 @@ class MirrorEngine:
         self,
         entry: _Remote,
         rec: Mirrored | None,
-        decision: Unchanged | Unreadable | Extend | Download,
+        decision: Unchanged | Unreadable | Extend | Download | Clash,
     ) -> _Outcome:
         remote = self.remote_for(entry.name)
         if isinstance(decision, Unchanged):
             return _Outcome("unchanged")
+        if isinstance(decision, Clash):
+            return self._keep_local(entry, decision)
         if isinstance(decision, Unreadable):
             return _Outcome(
                 "skipped",
@@ -402,27 +418,84 @@ class MirrorEngine:
     def _local_rel(self, target: Path) -> str:
         return target.relative_to(self.rule.local).as_posix()  # the name, in NFC
 
-    def _download(self, entry: _Remote) -> int:
-        """Download ``entry`` whole (atomically); returns the bytes it cost."""
+    def _download(self, entry: _Remote, dest: Path | None = None) -> int:
+        """Download ``entry`` whole (atomically) to its target, or to ``dest``; returns
+        the bytes it cost."""
+        dest = entry.target if dest is None else dest
         if self.chain is not None and entry.name.endswith(".b2nd") and entry.info.get("shape"):
-            return self._download_transformed(entry)
-        written = self.client.download_to(self.remote_for(entry.name), entry.target, durable=True)
+            return self._download_transformed(entry, dest)
+        written = self.client.download_to(self.remote_for(entry.name), dest, durable=True)
         if PurePosixPath(entry.name).suffix.lower() in _STORED_AS_IS:
             return written
         # A regular file crossed the network as its compressed frame, of about cbytes.
         cbytes = _schunk_info(entry.info).get("cbytes")
         return int(cbytes) if isinstance(cbytes, int) and cbytes >= 0 else written
 
-    def _download_transformed(self, entry: _Remote) -> int:
-        """Download beside the target, write its transform, rename that into place."""
+    def _download_transformed(self, entry: _Remote, dest: Path) -> int:
+        """Download beside ``dest``, write its transform, rename that into place."""
         assert self.chain is not None
-        entry.target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=entry.target.parent, prefix=TEMP_PREFIX) as tmp:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=TEMP_PREFIX) as tmp:
             raw, out = Path(tmp) / "raw.b2nd", Path(tmp) / "out.b2nd"
             written = self.client.download_to(self.remote_for(entry.name), raw)
             self.chain.rewrite(blosc2.open(str(raw), mode="r"), out, path=entry.name)
-            out.replace(entry.target)
+            out.replace(dest)
         return written
+
+    # -- conflicts -------------------------------------------------------------
+
+    def _keep_local(self, entry: _Remote, clash: Clash) -> _Outcome:
+        """The local file is not cat2sync's and the remote changed: keep the local bytes
+        at their name; with keep-both, write the remote version beside them (unless it
+        is the very same content, which is then adopted)."""
+        remote, path = self.remote_for(entry.name), self._local_rel(entry.target)
+        copy: Path | None = None
+        if clash.action == "keep-both":
+            with tempfile.TemporaryDirectory(dir=entry.target.parent, prefix=TEMP_PREFIX) as tmp:
+                incoming = Path(tmp) / entry.target.name
+                self._download(entry, incoming)
+                if same_bytes(incoming, entry.target):
+                    self._record_entry(entry, ours=True)
+                    adopted = Event(
+                        kind=EventKind.ADOPTED,
+                        rule=self.rule.name,
+                        path=path,
+                        remote=remote,
+                        message="the local file is the remote version already",
+                    )
+                    return _Outcome("unchanged", adopted)
+                copy = place_beside(incoming, entry.target, time.time())
+        self._record_entry(entry, ours=False)
+        where = (
+            f"kept the local file; the remote version is at {self._local_rel(copy)}"
+            if copy
+            else ("kept the local file; nothing written (on_conflict = skip)")
+        )
+        event = conflicts.record(
+            self.state,
+            clash,
+            rule=self.rule.name,
+            side="mirror",
+            path=path,
+            remote=remote,
+            copy=self._local_rel(copy) if copy else None,
+            outcome=where,
+        )
+        return _Outcome("conflicts", event)
+
+    def _record_entry(self, entry: _Remote, *, ours: bool) -> None:
+        """Record the remote version as seen (so that an unchanged remote raises no new
+        conflict) and whether the local file is cat2sync's."""
+        shape = entry.info.get("shape")
+        self._record(
+            entry.name,
+            entry.target,
+            etag=entry.etag,
+            mtime=entry.info.get("mtime"),
+            shape=tuple(shape) if shape else None,
+            nchunks=_schunk_info(entry.info).get("nchunks"),
+            ours=ours,
+        )
 
     def _record(
         self,
@@ -433,6 +506,7 @@ class MirrorEngine:
         mtime: str | None,
         shape: tuple[int, ...] | None,
         nchunks: int | None,
+        ours: bool = True,
     ) -> None:
         st = target.stat()
         self.state.put_mirrored(
@@ -445,6 +519,7 @@ class MirrorEngine:
                 nchunks=nchunks,
                 size=st.st_size,
                 mtime_ns=st.st_mtime_ns,
+                ours=ours,
             )
         )
 
@@ -550,7 +625,7 @@ class MirrorEngine:
                     rule=self.rule.name,
                     path=rec.remote_rel,
                     remote=remote,
-                    message="changed locally since it was mirrored: kept",
+                    message="not cat2sync's, or changed locally since it was mirrored: kept",
                 )
             )
         else:

@@ -1,60 +1,54 @@
 """The upload side of a rule: local files -> remote folder, as march -> plan -> execute.
 
-The march scans the local folder and reads the state store's records; the planner
+The march scans the local folder and reads the state store's records (and, when files
+meet the server for the first time, lists the remote folder); the planner
 (:mod:`.plan`) decides, with no I/O, what a pass or a file needs; this module executes
-it. A file is sent whole the first time (under a temporary name, then moved into place,
-so readers never see half a dataset), as new rows when a ``.b2nd`` only grew, as a
-server-side move when it was renamed locally, and removed remotely only when the rule
-allows deletions and the pass stays under the deletion cap.
+it, and :mod:`.send` sends one version of a file. A local rename becomes a server-side
+move, a local deletion a removal only when the rule allows deletions and the pass stays
+under the deletion cap, and nothing another writer wrote is moved over, removed or
+overwritten unless the rule says ``on_conflict = "overwrite"``. With
+``delete_local_after``, shipped files verified equal to the server's copy are freed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import tempfile
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
-
-import blosc2
-import numpy as np
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ..client import Client
-from ..errors import BadRequest, Cat2Error, FileChanged, NotFound, NotReady, PluginError
+from ..errors import Cat2Error, NotFound, PluginError
 from ..events import Event, EventKind, EventSink
 from ..manifest import UploadRule
-from ..plugins.hookspecs import ConverterContext, LazyExprRequest
+from ..plugins.hookspecs import LazyExprRequest
 from ..plugins.manager import Plugins
 from ..records import Shipped
 from ..state import StateStore
-from .arrays import ARRAY_SUFFIXES, Layout, layout_of, open_array, rows_frame
-from .localtree import TEMP_PREFIX, Matcher, scan
+from . import conflicts
+from .localtree import Matcher, scan
 from .plan import (
-    AppendFrom,
+    Clash,
+    Free,
     LocalFile,
     Move,
+    RemoteState,
     Send,
     Unchanged,
     UploadPlan,
-    append_resume,
     decide_file,
+    decide_write,
+    plan_freeing,
     plan_upload_pass,
-    remote_path,
-    rows_to_append,
 )
+from .send import Sender
 from .transforms import Chain
 
 __all__ = ["ReconcileResult", "UploadEngine"]
 
 log = logging.getLogger(__name__)
-
-#: At most this many bytes of rows go into one append request.
-_APPEND_BYTES = 64 * 2**20
 
 
 @dataclass(slots=True)
@@ -65,6 +59,7 @@ class ReconcileResult:
     to_send: list[LocalFile] = field(default_factory=list)
     moved: int = 0
     removed: int = 0
+    freed: int = 0
     refused: str | None = None
 
 
@@ -86,18 +81,18 @@ class UploadEngine:
         self.plugins = plugins
         self.matcher = Matcher(rule.include, rule.exclude)
         self.chain = Chain.build(rule.transforms, plugins.transforms, rule.name, "upload")
+        self.sender = Sender(rule, client, state, emit, plugins, self.chain)
         # Moves and removals are decided and done against a consistent view of the
         # records: a pass and a watched file may both see one rename.
         self._structure = threading.Lock()
         self._refused: set[str] = set()  # names already reported as unsendable
-        self._in_flight: set[int] = set()  # intents of uploads under way
-        self._books = threading.Lock()  # guards the two sets above
+        self._books = threading.Lock()  # guards the set above
 
     # -- paths -----------------------------------------------------------------
 
     def remote_for(self, relpath: str) -> str:
-        """Where ``relpath`` goes; a file a plugin converts goes there as ``.b2nd``."""
-        return remote_path(self.rule.remote, relpath, self.plugins.converters)
+        """Where ``relpath`` goes; a file the rule converts goes there as ``.b2nd``."""
+        return self.sender.remote_for(relpath)
 
     def local_for(self, relpath: str) -> Path:
         return self.rule.local / relpath
@@ -150,21 +145,48 @@ class UploadEngine:
         return result
 
     def reconcile(self) -> ReconcileResult:
-        """Find the files to send, turn renames into moves, apply deletions."""
+        """Find the files to send, turn renames into moves, apply deletions, free space."""
         local = self._march()
         if local is not None:
-            self.drop_leftovers()
+            self.sender.drop_leftovers()
         records = {r.relpath: r for r in self.state.shipped_for_rule(self.rule.name)}
-        plan = plan_upload_pass(
+        plan = self._plan(local, records, listed=None)
+        if self._meets_the_server(plan):
+            # Files without a record may be on the server already (a lost state folder):
+            # one listing says which to compare before anything is sent.
+            plan = self._plan(local, records, listed=self._listing())
+        result = self._execute(plan)
+        if local is not None and self.rule.delete_local_after is not None:
+            result.freed = self._free(local, records)
+        return result
+
+    def _plan(
+        self,
+        local: dict[str, LocalFile] | None,
+        records: dict[str, Shipped],
+        listed: set[str] | None,
+    ) -> UploadPlan:
+        return plan_upload_pass(
             remote_folder=self.rule.remote,
             local=local,
             records=records,
-            converted=self.plugins.converters,
+            converted=self.rule.convert,
             delete=self.rule.delete,
             max_delete=self.rule.max_delete,
             folder=str(self.rule.local),
+            listed=listed,
         )
-        return self._execute(plan)
+
+    def _meets_the_server(self, plan: UploadPlan) -> bool:
+        """Whether some file has no record (and the rule cares about another writer)."""
+        new = any(s.record is None for s in plan.send)
+        return new and self.rule.on_conflict != "overwrite"
+
+    def _listing(self) -> set[str]:
+        try:
+            return set(self.client.get_list(self.rule.remote))
+        except NotFound:
+            return set()
 
     def _march(self) -> dict[str, LocalFile] | None:
         """The files this rule syncs, by relative path; None when the folder is missing."""
@@ -175,6 +197,11 @@ class UploadEngine:
 
     def _execute(self, plan: UploadPlan) -> ReconcileResult:
         result = ReconcileResult(to_send=[s.file for s in plan.send], refused=plan.refusal)
+        for first in plan.compare_first:
+            if not self._adopt(first.file):
+                result.to_send.append(first.file)
+        for rec in plan.forget:
+            self.state.delete_shipped(self.rule.name, rec.relpath)
         for move in plan.moves:
             placed = self._place(move.to)
             if isinstance(placed, Event):
@@ -197,15 +224,103 @@ class UploadEngine:
                 result.removed += self._remove(removal.record)
         return result
 
+    def _adopt(self, file: LocalFile) -> bool:
+        """A file met on the server at first contact: adopted (recorded, not sent) when
+        the server holds the same content; False when it must go the usual way."""
+        remote = self.remote_for(file.relpath)
+        if self.sender.compare(file.relpath, remote) is not None:
+            return False  # different: sending it meets the conflict
+        self.emit(self.sender.adopt(file, remote))
+        return True
+
     def _remove(self, rec: Shipped) -> int:
-        """Remove the remote copy of a vanished file; 0 when it came back meanwhile."""
+        """Remove the remote copy of a vanished file; 0 when it came back meanwhile, or
+        when another writer changed the remote since (that is kept: a conflict)."""
         if self.local_for(rec.relpath).exists():
+            return 0
+        clash = self._theirs_now(rec)
+        if clash is not None:
+            self.state.delete_shipped(self.rule.name, rec.relpath)
+            self.emit(
+                conflicts.record(
+                    self.state,
+                    clash,
+                    rule=self.rule.name,
+                    side="upload",
+                    path=rec.relpath,
+                    remote=rec.remote,
+                    copy=None,
+                    outcome="the local file was deleted, the remote one is kept",
+                )
+            )
             return 0
         with contextlib.suppress(NotFound):  # already gone remotely: just forget it
             self.client.remove(rec.remote)
         self.state.delete_shipped(self.rule.name, rec.relpath)
         self.emit(
             Event(kind=EventKind.REMOVED, rule=self.rule.name, path=rec.relpath, remote=rec.remote)
+        )
+        return 1
+
+    def _theirs_now(self, rec: Shipped) -> Clash | None:
+        """The conflict, when another writer changed ``rec``'s remote since we wrote it."""
+        if self.rule.on_conflict == "overwrite":
+            return None
+        try:
+            _, etag = self.client.stat(rec.remote)
+        except NotFound:
+            return None
+        decision = decide_write(rec, RemoteState(exists=True, etag=etag), self.rule.on_conflict)
+        return decision if isinstance(decision, Clash) else None
+
+    # -- freeing local space ---------------------------------------------------
+
+    def _free(self, local: dict[str, LocalFile], records: dict[str, Shipped]) -> int:
+        """Remove the local files that have been shipped, verified equal to the server's
+        copy and left unchanged for ``delete_local_after``."""
+        assert self.rule.delete_local_after is not None
+        due = plan_freeing(
+            local=local,
+            records=records,
+            pending={p.relpath for p in self.state.pending(self.rule.name)},
+            remote_folder=self.rule.remote,
+            converted=self.rule.convert,
+            now_ns=time.time_ns(),
+            after=self.rule.delete_local_after,
+            max_delete=self.rule.max_delete,
+        )
+        return sum(self._free_one(item) for item in due)
+
+    def _free_one(self, item: Free) -> int:
+        relpath = item.file.relpath
+        difference = self.sender.compare(relpath, item.record.remote)
+        if difference is not None:
+            self.emit(
+                Event(
+                    kind=EventKind.SKIPPED,
+                    rule=self.rule.name,
+                    path=relpath,
+                    remote=item.record.remote,
+                    message=f"not freed: the server's copy differs ({difference})",
+                )
+            )
+            return 0
+        path = self.local_for(relpath)
+        if LocalFile.of(relpath, path.lstat()) != item.file:
+            return 0  # changed while it was verified: the next pass decides
+        # Recorded first: a crash before the unlink leaves a file that is freed again,
+        # never a vanished file whose remote copy a deletion would remove.
+        self.state.mark_freed(self.rule.name, relpath, time.time())
+        path.unlink()
+        self.emit(
+            Event(
+                kind=EventKind.FREED,
+                rule=self.rule.name,
+                path=relpath,
+                remote=item.record.remote,
+                bytes=item.file.size,
+                message="verified on the server; local copy removed",
+            )
         )
         return 1
 
@@ -228,13 +343,9 @@ class UploadEngine:
         started = time.monotonic()
         # This thread's bytes only: other files are being sent at the same time.
         sent_before = self.client.stats.this_thread()[0]
-        event = self._send(file, placed.record)
-        return Event(
-            kind=event.kind,
-            rule=event.rule,
-            path=event.path,
-            remote=event.remote,
-            rows=event.rows,
+        event = self.sender.send(file, placed.record)
+        return replace(
+            event,
             bytes=self.client.stats.this_thread()[0] - sent_before,
             seconds=time.monotonic() - started,
         )
@@ -268,18 +379,44 @@ class UploadEngine:
             return decision
 
     def _move(self, move: Move) -> Event | None:
-        """Move the remote copy; None when it is gone (then the file is sent again)."""
+        """Move the remote copy; None when it is gone (then the file is sent again).
+
+        A new name another writer already uses is a conflict: with keep-both our copy
+        moves to a conflict name beside it, with skip it stays where it is.
+        """
+        target, clash = move.remote, None
+        if self.rule.on_conflict != "overwrite":
+            try:
+                _, etag = self.client.stat(target)
+            except NotFound:
+                pass
+            else:
+                clash = Clash(self.rule.on_conflict, "another writer's file has that name")
+                if clash.action == "skip":
+                    return self.sender.skip_rename(move, etag, clash)
+                target = conflicts.free_remote_name(self.client, target, time.time())
         try:
-            self.client.move(move.record.remote, move.remote)
+            self.client.move(move.record.remote, target)
         except NotFound:
             self.state.delete_shipped(self.rule.name, move.record.relpath)
             return None
-        self.state.rename_shipped(move.record, move.to.relpath, move.remote)
+        self.state.rename_shipped(move.record, move.to.relpath, target)  # a move keeps the ETag
+        if clash is not None:
+            return conflicts.record(
+                self.state,
+                clash,
+                rule=self.rule.name,
+                side="upload",
+                path=move.to.relpath,
+                remote=move.remote,
+                copy=target,
+                outcome=f"renamed from {move.record.relpath}; this version went to {target}",
+            )
         return Event(
             kind=EventKind.MOVED,
             rule=self.rule.name,
             path=move.to.relpath,
-            remote=move.remote,
+            remote=target,
             message=f"renamed from {move.record.relpath}",
         )
 
@@ -287,8 +424,8 @@ class UploadEngine:
         """The plugins' work on the server after ``relpath`` was sent; returns the lazy
         expressions they want computed from it.
 
-        :raises PluginError: a plugin failed; the file is then sent again later (its
-            record is forgotten, so the retry does not find it up to date).
+        :raises PluginError: a plugin failed; the file is then sent again later, and the
+            hooks with it (its record keeps the remote as ours, its version unknown).
         """
         if event.remote is None or event.kind not in (EventKind.UPLOADED, EventKind.APPENDED):
             return []
@@ -305,243 +442,17 @@ class UploadEngine:
             }
             return self.plugins.lazyexprs(self.rule, event.remote, info)
         except PluginError:
-            self.state.delete_shipped(self.rule.name, relpath)
+            self.state.claim(self.rule.name, relpath, event.remote)
             raise
 
-    # -- sending ---------------------------------------------------------------
-
-    def _send(self, file: LocalFile, rec: Shipped | None) -> Event:
-        path = self.local_for(file.relpath)
-        suffix = path.suffix.lower()
-        if suffix in self.plugins.converters:
-            return self._upload_converted(file, path)
-        if suffix not in ARRAY_SUFFIXES:
-            return self._upload_whole(file, path, layout=None)
-        try:
-            obj = open_array(path)
-        except Exception as exc:  # blosc2 raises plain RuntimeError/ValueError on damage
-            raise NotReady(f"does not open as a Blosc2 container yet ({exc})") from exc
-        layout = self._layout(obj) if suffix == ".b2nd" and self.rule.append else None
-        if layout is not None and rec is not None:
-            appended = self._try_append(file, path, rec, obj, layout)
-            if appended is not None:
-                return appended
-        return self._upload_whole(file, path, layout=layout)
-
-    @staticmethod
-    def _layout(obj: Any) -> Layout | None:
-        if not isinstance(obj, blosc2.NDArray) or obj.ndim == 0:
-            return None
-        return layout_of(obj)
-
-    @staticmethod
-    def _check_unchanged(path: Path, file: LocalFile) -> None:
-        try:
-            now = path.stat()
-        except FileNotFoundError as exc:
-            raise FileChanged("vanished during the transfer") from exc
-        if (now.st_size, now.st_mtime_ns) != (file.size, file.mtime_ns):
-            raise FileChanged("changed during the transfer")
-
-    def _record(self, file: LocalFile, layout: Layout | None, confirm: int | None) -> None:
-        self.state.put_shipped(
-            Shipped(
-                rule=self.rule.name,
-                relpath=file.relpath,
-                remote=self.remote_for(file.relpath),
-                kind="array" if layout is not None else "file",
-                size=file.size,
-                mtime_ns=file.mtime_ns,
-                dev=file.dev,
-                inode=file.inode,
-                shape=layout.shape if layout else None,
-                dtype=layout.dtype if layout else None,
-                chunks=layout.chunks if layout else None,
-                digests=layout.digests if layout else None,
-                tail_digest=layout.tail_digest if layout else None,
-            ),
-            confirm=confirm,
-        )
-
-    def _scratch(self) -> tempfile.TemporaryDirectory[str]:
-        """A private folder for converted or transformed copies, in the state folder
-        (not /tmp, which is often a small RAM disk)."""
-        root = self.state.state_dir / "tmp"
-        root.mkdir(exist_ok=True)
-        return tempfile.TemporaryDirectory(dir=root)
-
-    def _upload_converted(self, file: LocalFile, path: Path) -> Event:
-        """Convert with the plugin registered for the suffix, then upload the ``.b2nd``."""
-        owner, convert = self.plugins.converters[path.suffix.lower()]
-        ctx = ConverterContext(
-            settings=self.plugins.settings_for(owner), rule=self.rule.name, path=file.relpath
-        )
-        with self._scratch() as tmp:
-            converted = Path(tmp) / PurePosixPath(file.relpath).with_suffix(".b2nd").name
-            try:
-                convert(path, converted, ctx)
-            except Exception as exc:
-                raise PluginError(owner, "converter", exc, file.relpath) from exc
-            self._check_unchanged(path, file)
-            if self.chain is not None:  # the rule's transforms apply to converted arrays too
-                array = blosc2.open(str(converted), mode="r")
-                if isinstance(array, blosc2.NDArray) and array.ndim:
-                    transformed = Path(tmp) / f"t-{converted.name}"
-                    self.chain.rewrite(array, transformed, path=file.relpath)
-                    converted = transformed
-            return self._upload_whole(file, path, layout=None, source=converted)
-
-    def _upload_whole(
-        self, file: LocalFile, path: Path, layout: Layout | None, source: Path | None = None
-    ) -> Event:
-        """Upload ``source`` (default: the local file itself) as the file's remote."""
-        if source is None and layout is not None and self.chain is not None:
-            with self._scratch() as tmp:
-                transformed = Path(tmp) / path.name
-                self.chain.rewrite(open_array(path), transformed, path=file.relpath)
-                return self._upload_whole(file, path, layout, source=transformed)
-        remote = self.remote_for(file.relpath)
-        final = PurePosixPath(remote)
-        intent = None
-        if final.suffix:
-            # Upload beside the target, then move: the server writes uploads in place.
-            tmp = str(final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
-            intent = self._upload_then_move(file, source or path, tmp, remote)
-        else:
-            # A name without suffix is a folder to the server's move: upload in place.
-            self.client.upload(source or path, remote)
-            self._check_unchanged(path, file)
-        self._record(file, layout, confirm=intent)
-        rows = layout.shape[0] if layout else None
-        return Event(
-            kind=EventKind.UPLOADED,
-            rule=self.rule.name,
-            path=file.relpath,
-            remote=remote,
-            rows=rows,
-        )
-
-    def _upload_then_move(self, file: LocalFile, source: Path, tmp: str, remote: str) -> int:
-        """Upload ``source`` as ``tmp`` and move it to ``remote``; returns the intent to
-        confirm with the record."""
-        path = self.local_for(file.relpath)
-        with self._books:
-            intent = self.state.intend(self.rule.name, file.relpath, "upload", tmp)
-            self._in_flight.add(intent)
-        try:
-            self.client.upload(source, tmp)
-            self._check_unchanged(path, file)
-            self.client.move(tmp, remote)
-        except Exception:
-            # Readers list the folder: a temporary must not wait for the next start.
-            self._drop_temporary(intent, tmp)
-            raise
-        finally:
-            with self._books:
-                self._in_flight.discard(intent)
-        return intent
-
-    # -- appends ---------------------------------------------------------------
-
-    def _try_append(
-        self, file: LocalFile, path: Path, rec: Shipped, arr: Any, layout: Layout
-    ) -> Event | None:
-        """Send only the new rows, or return None when a whole upload is needed."""
-        sent = rows_to_append(rec, layout)
-        if sent is None or rows_to_append(rec, layout, layout_of(arr, sent)) is None:
-            return None
-        remote = self.remote_for(file.relpath)
-        found = self._remote_cursor(remote, file.relpath, arr, sent, layout.shape[0])
-        if found is None:
-            return None
-        cursor, expect = found
-        total = layout.shape[0]
-        row_bytes = max(1, arr.dtype.itemsize * math.prod(arr.shape[1:]))
-        step = max(1, _APPEND_BYTES // row_bytes)
-        while cursor < total:
-            stop = min(total, cursor + step)
-            rows = self._rows_to_send(arr, file.relpath, cursor, stop, expect)
-            intent = self.state.intend(self.rule.name, file.relpath, "append", remote, cursor, stop)
-            new_shape = self.client.append(remote, rows)
-            if new_shape[0] != stop:
-                raise BadRequest(
-                    f"append ended at {new_shape[0]} rows, expected {stop}", path=remote
-                )
-            self.state.done_intent(intent)
-            cursor = stop
-        self._check_unchanged(path, file)
-        self._record(file, layout, confirm=None)
-        return Event(
-            kind=EventKind.APPENDED,
-            rule=self.rule.name,
-            path=file.relpath,
-            remote=remote,
-            rows=total - sent,
-        )
-
-    def _rows_to_send(
-        self, arr: Any, relpath: str, start: int, stop: int, expect: tuple[str, tuple[int, ...]]
-    ) -> Any:
-        """Rows ``start:stop`` as they must land remotely (transformed, checked)."""
-        if self.chain is None:
-            return rows_frame(arr, start, stop)
-        rows = self.chain.apply(arr[start:stop], path=relpath, start_row=start, expect=expect)
-        return blosc2.asarray(rows)
-
-    def _remote_cursor(
-        self, remote: str, relpath: str, arr: Any, sent: int, total: int
-    ) -> tuple[int, tuple[str, tuple[int, ...]]] | None:
-        """Rows the server already has and its ``(dtype, trailing shape)``, or None when
-        it does not hold our prefix any more (see :func:`.plan.append_resume`)."""
-        try:
-            info, _ = self.client.stat(remote)
-        except NotFound:
-            return None
-        shape = info.get("shape")
-        trailing = None if self.chain is not None else tuple(arr.shape[1:])
-        resume = append_resume(shape, sent=sent, total=total, trailing=trailing)
-        if resume is None:
-            return None
-        assert shape  # append_resume said so
-        expect = (str(info.get("dtype")), tuple(shape[1:]))
-        if isinstance(resume, AppendFrom):
-            return resume.cursor, expect
-        # Rows beyond what we recorded must be ours before they are trusted.
-        theirs = self.client.fetch(remote, slice(resume.sent, resume.have))
-        ours = arr[resume.sent : resume.have]
-        if self.chain is not None:
-            ours = self.chain.apply(ours, path=relpath, start_row=resume.sent)
-        return (resume.have, expect) if np.array_equal(theirs, ours) else None
-
-    # -- temporaries -----------------------------------------------------------
-
-    def _drop_temporary(self, intent: int, tmp: str) -> None:
-        """Remove a temporary remote file; its intent goes only once it is gone."""
-        try:
-            self.client.remove(tmp)
-        except NotFound:
-            pass  # never created, or already moved into place
-        except Cat2Error as exc:
-            log.warning("%s: cannot remove leftover %s: %s", self.rule.name, tmp, exc)
-            return  # the intent keeps it for the next pass
-        self.state.done_intent(intent)
-
-    def drop_leftovers(self) -> None:
-        """Remove the temporary remote files of uploads that failed and could not clean
-        up after themselves (the server was away); uploads under way keep theirs."""
-        with self._books:
-            leftovers = [
-                i
-                for i in self.state.intents(self.rule.name)
-                if i.op == "upload" and i.id not in self._in_flight
-            ]
-        for intent in leftovers:
-            self._drop_temporary(intent.id, intent.remote)
+    # -- start-up ----------------------------------------------------------------
 
     def cleanup_intents(self) -> None:
-        """At start: remove temporaries of interrupted uploads, forget finished appends
-        (an append's cursor is the remote shape, not the intent)."""
-        self.drop_leftovers()
+        """At start: remove temporaries of interrupted uploads (a temporary already
+        moved into place makes its remote cat2sync's again, see
+        :meth:`.StateStore.claim`), and forget finished appends (an append's cursor is
+        the remote shape, not the intent)."""
+        self.sender.drop_leftovers()
         for intent in self.state.intents(self.rule.name):
-            if intent.op != "upload":
+            if intent.op == "append":
                 self.state.done_intent(intent.id)

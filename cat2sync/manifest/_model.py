@@ -17,9 +17,11 @@ MAX_CONCURRENCY: Final = 64
 
 LogFormat: TypeAlias = Literal["text", "json"]
 RefreshMode: TypeAlias = Literal["on-change", "every"]
+OnConflict: TypeAlias = Literal["keep-both", "overwrite", "skip"]
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
 REFRESH_MODES: Final[tuple[RefreshMode, ...]] = ("on-change", "every")
+ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("keep-both", "overwrite", "skip")
 
 _EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -134,6 +136,11 @@ class UploadRule:
     follow_symlinks: bool = False
     concurrency: int = 4
     transforms: tuple[TransformSpec, ...] = ()
+    #: Suffixes (lower case, with the dot) converted to ``.b2nd`` by a plugin on the way.
+    convert: tuple[str, ...] = ()
+    on_conflict: OnConflict = "keep-both"
+    #: Seconds a shipped, verified and unchanged local file is kept; None: kept for ever.
+    delete_local_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +163,7 @@ class SubscribeRule:
     max_delete: float = 0.5
     concurrency: int = 8
     transforms: tuple[TransformSpec, ...] = ()
+    on_conflict: OnConflict = "keep-both"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ from ._model import (
     DEFAULT_SUBSCRIBE_EVERY,
     MAX_CONCURRENCY,
     MISSING,
+    ON_CONFLICT,
     SubscribeRule,
     TransformSpec,
     UploadRule,
@@ -47,6 +48,9 @@ def read_upload(section: Section, context: Context, servers: Collection[str]) ->
         follow_symlinks=section.boolean("follow_symlinks", False),
         concurrency=section.integer("concurrency", 4, 1, MAX_CONCURRENCY),
         transforms=_transforms(section),
+        convert=_suffixes(section, "convert"),
+        on_conflict=section.choice("on_conflict", ON_CONFLICT, "keep-both"),
+        delete_local_after=section.optional_duration("delete_local_after", positive=True),
     )
 
 
@@ -70,6 +74,7 @@ def read_subscribe(section: Section, context: Context, servers: Collection[str])
         max_delete=section.fraction("max_delete", 0.5),
         concurrency=section.integer("concurrency", 8, 1, MAX_CONCURRENCY),
         transforms=_transforms(section),
+        on_conflict=section.choice("on_conflict", ON_CONFLICT, "keep-both"),
     )
 
 
@@ -116,6 +121,21 @@ def _rule_name(section: Section, default: str) -> str:
     if any(ord(char) < 0x20 for char in name):
         raise section.fail("name", f"must not contain control characters, got {show(name)}")
     return name
+
+
+def _suffixes(section: Section, name: str) -> tuple[str, ...]:
+    """File suffixes like ``".csv"``, in lower case (suffixes match in any case)."""
+    out: list[str] = []
+    for index, item in enumerate(section.string_list(name, (), allow_empty=True)):
+        suffix = item.lower()
+        if not suffix.startswith(".") or len(suffix) < 2 or "/" in suffix or " " in suffix:
+            raise section.index_fail(
+                name, index, f'expected a suffix like ".csv", got {show(item)}'
+            )
+        if suffix in out:
+            raise section.index_fail(name, index, f"{show(item)} is listed twice")
+        out.append(suffix)
+    return tuple(out)
 
 
 def _transforms(section: Section) -> tuple[TransformSpec, ...]:

@@ -157,9 +157,10 @@ def cat2sync_register_transforms(register: Callable[[str, Transform], None]) -> 
 def cat2sync_register_converters(register: Callable[[str, Converter], None]) -> None:
     """Contribute converters from other file types to Blosc2: ``register(".npy", func)``.
 
-    A file with a registered suffix (lower case, with the dot) is converted to a
-    ``.b2nd`` that is uploaded instead of the original, under the original name with
-    its suffix replaced by ``.b2nd``. The first registration of a suffix wins (that of
+    A file whose suffix (lower case, with the dot) a rule lists in its ``convert`` key
+    is converted to a ``.b2nd`` that is uploaded instead of the original, under the
+    original name with its suffix replaced by ``.b2nd``; registering converts nothing
+    by itself. The first registration of a suffix wins (that of
     the plugin called first: registered later, or ``tryfirst``).
     Collect-all; the return value is ignored.
     """

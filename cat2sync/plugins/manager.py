@@ -182,8 +182,10 @@ class Plugins:
         return {}
 
     def check_manifest(self, manifest: Manifest) -> None:
-        """Every transform a rule names must be registered; ManifestError otherwise."""
+        """Every transform and conversion a rule names must be registered by a plugin
+        that is not disabled; ManifestError otherwise."""
         disabled = self._resolve(manifest.plugins.disable)
+        self._check_conversions(manifest, disabled)
         known = {
             name for name in self.transforms if self._transform_owners.get(name) not in disabled
         }
@@ -196,6 +198,18 @@ class Plugins:
                         manifest.source,
                         f"{key}.transforms[{position}]",
                         f"unknown transform {spec.name!r} (known: "
+                        f"{', '.join(sorted(known)) or 'none'})",
+                    )
+
+    def _check_conversions(self, manifest: Manifest, disabled: frozenset[str]) -> None:
+        known = {suffix for suffix, (owner, _) in self.converters.items() if owner not in disabled}
+        for index, rule in enumerate(manifest.uploads):
+            for position, suffix in enumerate(rule.convert):
+                if suffix not in known:
+                    raise ManifestError(
+                        manifest.source,
+                        f"upload[{index}].convert[{position}]",
+                        f'no installed plugin converts "{suffix}" (known: '
                         f"{', '.join(sorted(known)) or 'none'})",
                     )
 

@@ -12,13 +12,50 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
-from cat2sync.server import LocalServer
+from cat2sync.server import LocalServer, LocalServer2025
 
 NEWCOMER_PASSWORD = "newcomerpass1"  # the server refuses passwords under 8 characters
 ALICE = ("alice@example.com", "alicepass1")  # created by tests/conftest.py
 ADMIN = ("admin@example.com", "adminpass1")
 
 MakeB2nd = Callable[..., Path]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_2026(reason): the test needs what only a 2026 server offers"
+    )
+    config.addinivalue_line(
+        "markers", "needs_2025(reason): the test is about how the client copes with a 2025 server"
+    )
+
+
+@pytest.fixture(scope="session", params=["2026.9.2", "2025.8.7"])
+def server(request: pytest.FixtureRequest, server: LocalServer) -> LocalServer:
+    """Every client test runs against both server versions: the session's 2026.9.2
+    server, and the seed-era 2025.8.7 one (``old_server``)."""
+    if request.param == "2025.8.7":
+        old: LocalServer = request.getfixturevalue("old_server")
+        return old
+    return server
+
+
+@pytest.fixture(scope="session")
+def legacy(server: LocalServer) -> bool:
+    """Whether this run of the test is against the 2025.8.7 server."""
+    return isinstance(server, LocalServer2025)
+
+
+@pytest.fixture(autouse=True)
+def _server_version_marks(request: pytest.FixtureRequest) -> None:
+    """Skip a ``needs_2026`` test on the 2025 server, and a ``needs_2025`` one on 2026."""
+    if "server" not in request.fixturenames:
+        return
+    old = request.getfixturevalue("legacy")
+    for name, skip in (("needs_2026", old), ("needs_2025", not old)):
+        mark = request.node.get_closest_marker(name)
+        if mark is not None and skip:
+            pytest.skip(f"{name}: {mark.args[0]}")
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ def test_get_list_of_a_missing_folder_is_empty(client: Client, remote_dir: str) 
     assert client.get_list(f"{remote_dir}/nothing-here") == []
 
 
+@pytest.mark.needs_2026("writes a chunk (POST /api/chunk)")
 def test_get_list_hides_lock_sidecars_after_an_append(
     client: Client, remote_dir: str, data_dir: Path
 ) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import MakeManifest, grow_b2nd, local_array, run_once, write_b2nd
+from cat2sync.testing import grow_b2nd, read_b2nd, run_once, write_b2nd
+from tests.helpers.daemon import MakeManifest
 
 COLS = 1000
 MULTIPART_OVERHEAD = 4096  # per request: multipart framing, headers of the cframe
@@ -37,7 +37,7 @@ def test_growing_array_sends_only_new_rows(
     first = run_once(manifest)
     assert first.failures == 0
     assert first.kinds() == [EventKind.UPLOADED]
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
     sent = new_cbytes = requests = whole = 0
     for growth in (100, 100, 50, 50, 100):  # the 50s leave a partial chunk row behind
@@ -49,7 +49,7 @@ def test_growing_array_sends_only_new_rows(
         assert done.kinds() == [EventKind.APPENDED]
         assert done.events[0].rows == growth
         assert done.bytes_sent < 1.5 * grown + MULTIPART_OVERHEAD * done.requests
-        assert np.array_equal(client.fetch(remote), local_array(path))
+        assert np.array_equal(client.fetch(remote), read_b2nd(path))
         sent += done.bytes_sent
         new_cbytes += grown
         requests += done.requests
@@ -80,7 +80,7 @@ def test_changed_prefix_falls_back_to_whole_upload(
     done = run_once(manifest)
     assert done.failures == 0
     assert done.kinds() == [EventKind.UPLOADED]
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
     # A change in the rows after the last complete chunk row (the "tail") counts too.
     arr = blosc2.open(str(path), mode="a")
@@ -89,13 +89,13 @@ def test_changed_prefix_falls_back_to_whole_upload(
     grow_b2nd(path, _rows(rng, 10))
     done = run_once(manifest)
     assert done.kinds() == [EventKind.UPLOADED]
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
     # And a clean growth after that appends again.
     grow_b2nd(path, _rows(rng, 40))
     done = run_once(manifest)
     assert done.kinds() == [EventKind.APPENDED]
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
 
 def test_append_with_several_chunks_per_row(
@@ -114,7 +114,7 @@ def test_append_with_several_chunks_per_row(
         assert done.kinds() == [EventKind.APPENDED]
         remote_data = client.fetch(remote)
         assert remote_data.dtype == np.int32
-        assert np.array_equal(remote_data, local_array(path))
+        assert np.array_equal(remote_data, read_b2nd(path))
 
 
 def test_append_to_a_series_and_to_an_empty_array(
@@ -132,4 +132,4 @@ def test_append_to_a_series_and_to_an_empty_array(
         ("series.b2nd", EventKind.APPENDED, 500),
     ]
     for path in (series, empty):
-        assert np.array_equal(client.fetch(f"{remote_dir}/{path.name}"), local_array(path))
+        assert np.array_equal(client.fetch(f"{remote_dir}/{path.name}"), read_b2nd(path))

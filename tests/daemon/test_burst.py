@@ -6,8 +6,9 @@ from pathlib import Path
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import MakeManifest, remote_bytes, remote_files, run_once, running, wait_until
+from cat2sync.testing import run_once, running, wait_until
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_bytes, remote_files
 
 COUNT = 500
 SPOT_CHECKS = (0, 1, 137, 250, 498, 499)

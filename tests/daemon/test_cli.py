@@ -10,16 +10,12 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
-
-from .conftest import ALICE, MakeManifest, cli_cmd, cli_env, remote_files, write_b2nd
+from cat2sync.testing import ALICE, write_b2nd
+from tests.helpers.cli import run_cli
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_files
 
 PASSWORD_VAR = "C2S_TEST_PASSWORD"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_cmd(*args), env=cli_env(), capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +43,7 @@ def test_validate_broken_manifest_is_one_line(
     good = make_manifest(password=f"${{{PASSWORD_VAR}}}").path
     broken = tmp_path / "broken.toml"
     broken.write_text(edit(good.read_text()))  # type: ignore[operator]
-    done = _run("validate", str(broken))
+    done = run_cli("validate", str(broken))
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.splitlines()
@@ -69,7 +65,7 @@ def test_once_and_status(
     outputs: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        done = _run(*args)
+        done = run_cli(*args)
         outputs.extend([done.stdout, done.stderr])
         return done
 

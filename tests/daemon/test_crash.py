@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
 import threading
 import time
 from functools import partial
@@ -17,19 +15,10 @@ from cat2sync import Client
 from cat2sync.engine.arrays import rows_frame
 from cat2sync.events import EventKind
 from cat2sync.state import StateStore
-
-from .conftest import (
-    MakeManifest,
-    cli_cmd,
-    cli_env,
-    grow_b2nd,
-    local_array,
-    remote_files,
-    remote_shape,
-    run_once,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, read_b2nd, run_once, wait_until, write_b2nd
+from tests.helpers.cli import daemon_process
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_files, remote_shape
 
 COLS = 100
 
@@ -67,7 +56,7 @@ def test_append_applied_but_not_recorded(
     assert done.kinds() == [EventKind.APPENDED]
     assert done.bytes_sent < 2048  # login only: no rows travelled again
     assert remote_shape(client, remote) == (180, COLS)
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
     # Only the first of two requests reached the server: the rest follows, once.
     grow_b2nd(path, _rows(rng, 120))
@@ -75,16 +64,17 @@ def test_append_applied_but_not_recorded(
     done = run_once(manifest)
     assert done.kinds() == [EventKind.APPENDED]
     assert remote_shape(client, remote) == (300, COLS)
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
     with StateStore(state_dir) as state:
         assert state.intents() == []
 
-    # Rows on the server that are not ours are never trusted: a whole upload fixes it.
+    # Rows on the server that are not ours are never trusted: with on_conflict =
+    # "overwrite" a whole upload replaces them (keep-both is in test_conflicts.py).
     grow_b2nd(path, _rows(rng, 20))
     client.append(remote, np.full((20, COLS), -1.0))
-    done = run_once(manifest)
+    done = run_once(make_manifest(on_conflict="overwrite"))
     assert done.kinds() == [EventKind.UPLOADED]
-    assert np.array_equal(client.fetch(remote), local_array(path))
+    assert np.array_equal(client.fetch(remote), read_b2nd(path))
 
 
 # -- a real SIGKILL ------------------------------------------------------------------
@@ -117,14 +107,6 @@ def _has_shape(client: Client, remote: str, shape: tuple[int, ...]) -> bool:
     return remote_shape(client, remote) == shape
 
 
-def _start(manifest: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``cat2sync run`` in a subprocess, its log appended to ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            cli_cmd("run", str(manifest)), env=cli_env(), stdout=out, stderr=subprocess.STDOUT
-        )
-
-
 def test_sigkill_mid_append_loses_and_doubles_nothing(
     make_manifest: MakeManifest, client: Client, data_dir: Path, remote_dir: str, tmp_path: Path
 ) -> None:
@@ -132,9 +114,7 @@ def test_sigkill_mid_append_loses_and_doubles_nothing(
     path = write_b2nd(data_dir / "frames.b2nd", np.zeros((100, 1000)), chunks=(50, 1000))
     manifest = make_manifest()
     remote = f"{remote_dir}/frames.b2nd"
-    log = tmp_path / "daemon.log"
-    proc = _start(manifest.path, log)
-    try:
+    with daemon_process(manifest.path, tmp_path / "daemon.log") as proc:
         for trial in range(3):
             at_start = _remote_rows(client, remote)
             grower = _Grower(path, rng, growths=8)
@@ -146,12 +126,11 @@ def test_sigkill_mid_append_loses_and_doubles_nothing(
                 message=f"an append in trial {trial}",
             )
             time.sleep(rng.uniform(0.0, 1.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.kill()
             time.sleep(rng.uniform(0.0, 0.5))
-            proc = _start(manifest.path, log)
+            proc.start()
             grower.join()
-            local = local_array(path)
+            local = read_b2nd(path)
             wait_until(
                 partial(_has_shape, client, remote, local.shape),
                 timeout=30,
@@ -159,14 +138,3 @@ def test_sigkill_mid_append_loses_and_doubles_nothing(
             )
             assert np.array_equal(client.fetch(remote), local), f"trial {trial}"
         assert remote_files(client, remote_dir) == ["frames.b2nd"]  # no temporary left
-    except BaseException:
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import MakeManifest, remote_files, run_once
+from cat2sync.testing import run_once
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_files
 
 
 def _ship(make_manifest: MakeManifest, folder: Path, count: int, **rule: object) -> list[str]:

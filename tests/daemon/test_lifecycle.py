@@ -12,18 +12,9 @@ from cat2sync.daemon import Daemon
 from cat2sync.errors import StateLockedError
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-from cat2sync.testing import BOSS
-
-from .conftest import (
-    MakeManifest,
-    grow_b2nd,
-    local_array,
-    remote_bytes,
-    remote_files,
-    running,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import BOSS, grow_b2nd, read_b2nd, running, wait_until, write_b2nd
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_bytes, remote_files
 
 
 def test_daemon_catches_up_after_a_server_outage(
@@ -59,7 +50,7 @@ def test_daemon_catches_up_after_a_server_outage(
             "meta-2.json",
         ]
         assert np.array_equal(
-            boss.fetch(f"{remote_dir}/frames.b2nd"), local_array(data_dir / "frames.b2nd")
+            boss.fetch(f"{remote_dir}/frames.b2nd"), read_b2nd(data_dir / "frames.b2nd")
         )
         for i in range(3):
             assert remote_bytes(boss, f"{remote_dir}/meta-{i}.json") == f'{{"i": {i}}}'.encode()

@@ -14,18 +14,9 @@ from watchfiles import Change
 from cat2sync import Client
 from cat2sync.daemon import Daemon
 from cat2sync.events import Event, EventKind
-
-from .conftest import (
-    MakeManifest,
-    grow_b2nd,
-    local_array,
-    remote_bytes,
-    remote_files,
-    run_once,
-    running,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, read_b2nd, run_once, running, wait_until, write_b2nd
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_bytes, remote_files
 
 
 def _slow_writer(path: Path, pieces: int, pause: float) -> threading.Thread:
@@ -57,12 +48,14 @@ def test_file_written_slowly_is_never_uploaded_truncated(
             writer.start()
         for writer in writers:
             writer.join()
+        finals = {name: (data_dir / name).read_bytes() for name in names}
+        # Once a file's last upload is its final version, no upload can follow (the file
+        # does not change any more), and one sent too early is in ``seen`` before it.
         wait_until(
-            lambda: len(run.of(EventKind.UPLOADED)) >= len(names) and run.settled(),
-            message="both files uploaded",
+            lambda: all(seen[name][-1:] == [finals[name]] for name in names) and run.settled(),
+            message="the final version of both files uploaded",
+            state=run.describe,
         )
-        time.sleep(0.7)  # longer than settle: a late second upload would show up now
-        run.daemon.queue.wait_idle(10)
 
     for name in names:
         final = (data_dir / name).read_bytes()
@@ -99,7 +92,7 @@ def test_broken_array_is_not_uploaded_until_it_opens(
     assert [e.path for e in done.of(EventKind.UPLOADED)] == ["broken.b2nd"]
     assert remote_files(client, remote_dir) == ["broken.b2nd", "good.b2nd"]
     assert np.array_equal(
-        client.fetch(f"{remote_dir}/broken.b2nd"), local_array(data_dir / "broken.b2nd")
+        client.fetch(f"{remote_dir}/broken.b2nd"), read_b2nd(data_dir / "broken.b2nd")
     )
 
 
@@ -117,7 +110,7 @@ def test_broken_array_waits_in_the_running_daemon(
         write_b2nd(data_dir / "late.b2nd", np.arange(300.0).reshape(30, 10), chunks=(10, 10))
         wait_until(lambda: run.of(EventKind.UPLOADED, "late.b2nd"), message="the upload")
     assert np.array_equal(
-        client.fetch(f"{remote_dir}/late.b2nd"), local_array(data_dir / "late.b2nd")
+        client.fetch(f"{remote_dir}/late.b2nd"), read_b2nd(data_dir / "late.b2nd")
     )
 
 
@@ -149,14 +142,14 @@ def test_file_changed_during_upload_is_sent_again_without_leftovers(
 
         monkeypatch.setattr(daemon.clients["default"], "upload", upload)
 
-    done = run_once(make_manifest(), prepare)
+    done = run_once(make_manifest(), prepare=prepare)
     assert done.failures == 0
     assert sorted(uploads) == ["frames.b2nd", "frames.b2nd", "log.json", "log.json"]
     assert sorted(e.path for e in done.of(EventKind.UPLOADED)) == ["frames.b2nd", "log.json"]
     assert remote_files(client, remote_dir) == ["frames.b2nd", "log.json"]  # no temporaries
     assert remote_bytes(client, f"{remote_dir}/log.json") == (data_dir / "log.json").read_bytes()
     assert np.array_equal(
-        client.fetch(f"{remote_dir}/frames.b2nd"), local_array(data_dir / "frames.b2nd")
+        client.fetch(f"{remote_dir}/frames.b2nd"), read_b2nd(data_dir / "frames.b2nd")
     )
 
 

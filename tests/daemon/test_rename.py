@@ -8,18 +8,9 @@ import numpy as np
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import (
-    MakeManifest,
-    grow_b2nd,
-    local_array,
-    remote_bytes,
-    remote_files,
-    run_once,
-    running,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, read_b2nd, run_once, running, wait_until, write_b2nd
+from tests.helpers.daemon import MakeManifest
+from tests.helpers.remote import remote_bytes, remote_files
 
 MOVE_BYTES = 1024  # a move request carries two paths as JSON, nothing more
 
@@ -42,11 +33,11 @@ def test_file_rename_becomes_a_move(
     assert sorted(done.kinds()) == [EventKind.MOVED, EventKind.MOVED]
     assert done.bytes_sent < 2 * MOVE_BYTES
     assert remote_files(client, remote_dir) == ["b.b2nd", "notes-run1.json"]
-    assert np.array_equal(client.fetch(f"{remote_dir}/b.b2nd"), local_array(data_dir / "b.b2nd"))
+    assert np.array_equal(client.fetch(f"{remote_dir}/b.b2nd"), read_b2nd(data_dir / "b.b2nd"))
     assert remote_bytes(client, f"{remote_dir}/notes-run1.json") == b'{"sample": "x"}'
 
     # The moved file keeps growing: the record followed the rename, so rows are appended.
-    arr = local_array(data_dir / "b.b2nd")
+    arr = read_b2nd(data_dir / "b.b2nd")
     grow_b2nd(data_dir / "b.b2nd", rng.normal(size=(50, 500)))
     done = run_once(manifest)
     assert done.kinds() == [EventKind.APPENDED]
@@ -106,4 +97,4 @@ def test_tmp_renamed_into_place_costs_one_upload(
         assert run.of(EventKind.REMOVED) == [] and run.of(EventKind.SKIPPED) == []
         assert run.of(EventKind.FAILED) == []
     assert remote_files(client, remote_dir) == ["earlier.b2nd", "x.b2nd"]
-    assert np.array_equal(client.fetch(f"{remote_dir}/x.b2nd"), local_array(data_dir / "x.b2nd"))
+    assert np.array_equal(client.fetch(f"{remote_dir}/x.b2nd"), read_b2nd(data_dir / "x.b2nd"))

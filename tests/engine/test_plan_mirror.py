@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from cat2sync.engine.plan import (
     MIRROR,
+    Clash,
     Delete,
     Download,
     Extend,
@@ -165,138 +168,108 @@ def test_an_empty_listing_says_so() -> None:
 INTACT = LocalCopy(1000, 5)
 EDITED = LocalCopy(1200, 9)
 GROWN = {"shape": [150, 4]}
+REWRITTEN = {"shape": [100, 4]}
+B2ND = mirrored("a.b2nd")
+H5 = replace(mirrored("a.h5", shape=None, etag=""), mtime="2026-12-01T10:00:00Z")
+KEEP, OVER, SKIP = "keep-both", "overwrite", "skip"
+CLASH_EDITED = "the local file changed since cat2sync wrote it, and the remote changed too"
+CLASH_BEFORE = "a local file of that name was there before cat2sync mirrored it"
 
-ENTRY_CASES = [
-    (
-        "same ETag, local file intact",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e1",
-        INTACT,
-        False,
-        Unchanged(),
+
+@dataclass(frozen=True)
+class EntryCase:
+    """One entry: the record, what the server says, the local file, the rule's keys."""
+
+    record: Mirrored | None
+    etag: str | None
+    local: LocalCopy | None
+    expected: object
+    info: Mapping[str, Any] = field(default_factory=lambda: GROWN)
+    name: str = "a.b2nd"
+    transformed: bool = False
+    on_conflict: str = KEEP
+
+
+ENTRY_CASES = {
+    "same ETag, local file intact": EntryCase(B2ND, "e1", INTACT, Unchanged()),
+    "new ETag, grew along the first axis": EntryCase(B2ND, "e2", INTACT, Extend(100, 150)),
+    "new ETag, same rows: rewritten": EntryCase(B2ND, "e2", INTACT, Download(), REWRITTEN),
+    "new ETag, trailing shape changed": EntryCase(
+        B2ND, "e2", INTACT, Download(), {"shape": [150, 5]}
     ),
-    (
-        "new ETag, grew along the first axis",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e2",
-        INTACT,
-        False,
-        Extend(100, 150),
+    "same ETag, the local copy is gone": EntryCase(B2ND, "e1", None, Download()),
+    "grew, but the rule transforms what it writes": EntryCase(
+        B2ND, "e2", INTACT, Download(), transformed=True
     ),
-    (
-        "new ETag, same rows: rewritten",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        {"shape": [100, 4]},
-        "e2",
-        INTACT,
-        False,
-        Download(),
+    "grew, but not a .b2nd": EntryCase(
+        mirrored("a.b2frame"), "e2", INTACT, Download(), name="a.b2frame"
     ),
-    (
-        "new ETag, trailing shape changed",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        {"shape": [150, 5]},
-        "e2",
-        INTACT,
-        False,
-        Download(),
+    "never mirrored": EntryCase(None, "e1", None, Download()),
+    "no ETag from the server: never taken as unchanged": EntryCase(
+        mirrored("a.h5", shape=None), None, INTACT, Download(), {"kind": "group"}, "a.h5"
     ),
-    (
-        "grew, but the local copy was edited",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e2",
-        EDITED,
-        False,
-        Download(),
-    ),
-    (
-        "same ETag, but the local copy was edited",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e1",
-        EDITED,
-        False,
-        Download(),
-    ),
-    (
-        "same ETag, but the local copy is gone",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e1",
-        None,
-        False,
-        Download(),
-    ),
-    (
-        "grew, but the rule transforms what it writes",
-        "a.b2nd",
-        mirrored("a.b2nd"),
-        GROWN,
-        "e2",
-        INTACT,
-        True,
-        Download(),
-    ),
-    (
-        "grew, but not a .b2nd",
-        "a.b2frame",
-        mirrored("a.b2frame"),
-        GROWN,
-        "e2",
-        INTACT,
-        False,
-        Download(),
-    ),
-    ("never mirrored", "a.b2nd", None, GROWN, "e1", None, False, Download()),
-    (
-        "no ETag from the server: never taken as unchanged",
-        "a.h5",
-        mirrored("a.h5", shape=None),
-        {"kind": "group"},
-        None,
-        INTACT,
-        False,
-        Download(),
-    ),
-    (
-        "the server cannot read it",
-        "bad.b2nd",
-        None,
-        {"error": "Unrecognized format"},
+    "the server cannot read it": EntryCase(
         None,
         None,
-        False,
+        None,
         Unreadable("the server cannot read it (Unrecognized format): not mirrored"),
+        {"error": "Unrecognized format"},
     ),
-]
+    # Local edits and files cat2sync did not write: conflicts, unless "overwrite".
+    "edited locally, the remote unchanged: left alone": EntryCase(B2ND, "e1", EDITED, Unchanged()),
+    "edited locally, the remote grew: a conflict": EntryCase(
+        B2ND, "e2", EDITED, Clash(KEEP, CLASH_EDITED)
+    ),
+    "edited locally, the remote grew, skip": EntryCase(
+        B2ND, "e2", EDITED, Clash(SKIP, CLASH_EDITED), on_conflict=SKIP
+    ),
+    "edited locally, overwrite restores the remote": EntryCase(
+        B2ND, "e1", EDITED, Download(), on_conflict=OVER
+    ),
+    "edited locally, the remote grew, overwrite": EntryCase(
+        B2ND, "e2", EDITED, Download(), on_conflict=OVER
+    ),
+    "a local file there before the first pass": EntryCase(
+        None, "e1", INTACT, Clash(KEEP, CLASH_BEFORE)
+    ),
+    "a local file there before the first pass, overwrite": EntryCase(
+        None, "e1", INTACT, Download(), on_conflict=OVER
+    ),
+    "not cat2sync's since a conflict, no new remote change": EntryCase(
+        replace(B2ND, ours=False), "e1", INTACT, Unchanged()
+    ),
+    "not cat2sync's since a conflict, the remote changed": EntryCase(
+        replace(B2ND, ours=False),
+        "e2",
+        INTACT,
+        Clash(KEEP, "the local file is not cat2sync's (kept through an earlier conflict)"),
+    ),
+    "no ETag (HDF5), edited locally, same server mtime": EntryCase(
+        H5, None, EDITED, Unchanged(), {"kind": "group", "mtime": H5.mtime}, "a.h5"
+    ),
+    "no ETag (HDF5), edited locally, new server mtime": EntryCase(
+        H5,
+        None,
+        EDITED,
+        Clash(KEEP, CLASH_EDITED),
+        {"kind": "group", "mtime": "2026-12-02T00:00:00Z"},
+        "a.h5",
+    ),
+}
 
 
-@pytest.mark.parametrize(
-    ("name", "record", "info", "etag", "copy", "transformed", "expected"),
-    [case[1:] for case in ENTRY_CASES],
-    ids=[case[0] for case in ENTRY_CASES],
-)
-def test_one_entry(
-    name: str,
-    record: Mirrored | None,
-    info: dict[str, Any],
-    etag: str | None,
-    copy: LocalCopy | None,
-    transformed: bool,
-    expected: object,
-) -> None:
-    got = decide_entry(name, record, info=info, etag=etag, local=copy, transformed=transformed)
-    assert got == expected
+@pytest.mark.parametrize("case", list(ENTRY_CASES.values()), ids=list(ENTRY_CASES))
+def test_one_entry(case: EntryCase) -> None:
+    got = decide_entry(
+        case.name,
+        case.record,
+        info=case.info,
+        etag=case.etag,
+        local=case.local,
+        transformed=case.transformed,
+        on_conflict=case.on_conflict,  # type: ignore[arg-type]
+    )
+    assert got == case.expected
 
 
 @pytest.mark.parametrize(
@@ -306,3 +279,12 @@ def test_one_entry(
 )
 def test_deleting_a_mirror_file(copy: LocalCopy | None, expected: object) -> None:
     assert decide_deletion(mirrored("a"), copy) == expected
+
+
+def test_a_conflicted_file_is_never_deleted() -> None:
+    assert decide_deletion(replace(mirrored("a"), ours=False), INTACT) == KeepChanged()
+
+
+def test_a_first_fetch_never_writes_over_a_local_file() -> None:
+    got = plan(["a.b2nd", "b.b2nd"], safe("a.b2nd", "b.b2nd"), [], existing={"a.b2nd"})
+    assert {e.name: e.first for e in got.entries} == {"a.b2nd": False, "b.b2nd": True}

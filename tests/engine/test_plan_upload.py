@@ -8,17 +8,27 @@ import pytest
 
 from cat2sync.engine.arrays import Layout
 from cat2sync.engine.plan import (
+    ABSENT,
     UPLOAD,
+    Adopt,
     AppendFrom,
+    Clash,
+    CompareFirst,
     LocalFile,
     Move,
+    Proceed,
+    RemoteState,
     Removal,
     Send,
     Unchanged,
     VerifyThenAppend,
     append_resume,
+    conflict_name,
     decide_file,
+    decide_write,
     deletion_refusal,
+    first_contact,
+    plan_freeing,
     plan_upload_pass,
     rows_to_append,
 )
@@ -375,3 +385,150 @@ def test_removal_names_its_record() -> None:
         delete=True,
     )
     assert plan.removals == (Removal(gone),)
+
+
+# -- another writer ------------------------------------------------------------------
+
+OURS = replace(shipped("a.b2nd", inode=1), etag="e1")
+WRITE_CASES = {
+    "a free name": (None, ABSENT, "keep-both", Proceed()),
+    "first contact with an existing remote": (
+        None,
+        RemoteState(True, "e9"),
+        "keep-both",
+        CompareFirst(),
+    ),
+    "the remote is what we wrote": (OURS, RemoteState(True, "e1"), "keep-both", Proceed()),
+    "the remote was deleted by someone: recreate it": (OURS, ABSENT, "keep-both", Proceed()),
+    "the remote was replaced by someone": (
+        OURS,
+        RemoteState(True, "e2"),
+        "keep-both",
+        Clash("keep-both", "the remote was changed by another writer since cat2sync wrote it"),
+    ),
+    "replaced, and the rule skips conflicts": (
+        OURS,
+        RemoteState(True, "e2"),
+        "skip",
+        Clash("skip", "the remote was changed by another writer since cat2sync wrote it"),
+    ),
+    "replaced, and the rule overwrites": (OURS, RemoteState(True, "e2"), "overwrite", Proceed()),
+    "an older record without ETag is trusted": (
+        replace(OURS, etag=None),
+        RemoteState(True, "e2"),
+        "keep-both",
+        Proceed(),
+    ),
+    "still another writer's, after a skipped conflict": (
+        replace(OURS, theirs=True),
+        RemoteState(True, "e1"),
+        "skip",
+        Clash("skip", "the remote is still another writer's version"),
+    ),
+    "another writer's file was removed: ours goes": (
+        replace(OURS, theirs=True),
+        ABSENT,
+        "skip",
+        Proceed(),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("record", "remote", "on_conflict", "expected"),
+    list(WRITE_CASES.values()),
+    ids=list(WRITE_CASES),
+)
+def test_may_we_write(
+    record: Shipped | None, remote: RemoteState, on_conflict: str, expected: object
+) -> None:
+    assert decide_write(record, remote, on_conflict) == expected  # type: ignore[arg-type]
+
+
+def test_first_contact() -> None:
+    assert first_contact(True, "keep-both") == Adopt()
+    assert first_contact(False, "skip") == Clash(
+        "skip", "the server already holds a different file of that name"
+    )
+
+
+def test_conflict_names() -> None:
+    when = 1796126400.0  # 2026-12-01 12:00:00 UTC
+    assert conflict_name("@shared/x/run_001.b2nd", when) == (
+        "@shared/x/run_001.conflict-20261201T120000Z.b2nd"
+    )
+    assert conflict_name("d/notes", when, 2) == "d/notes.conflict-20261201T120000Z-2"
+
+
+def test_another_writers_records_are_forgotten_never_removed() -> None:
+    theirs = replace(shipped("t.b2nd", inode=3), theirs=True)
+    plan = plan_upload_pass(
+        remote_folder=REMOTE,
+        local=files(local("a", inode=1)),
+        records=records(theirs, shipped("a", inode=1)),
+        delete=True,
+    )
+    assert (plan.forget, plan.removals, plan.refusal) == ((theirs,), (), None)
+
+
+def test_freed_files_are_not_vanished_nor_renamed() -> None:
+    freed = replace(shipped("old.b2nd", inode=3), freed=1.0)
+    plan = plan_upload_pass(
+        remote_folder=REMOTE,
+        local=files(local("new.b2nd", inode=3)),  # an inode number used again
+        records=records(freed),
+        delete=True,
+    )
+    assert summary(plan) == {**NOTHING, "send": ["new.b2nd"]}
+
+
+# -- freeing local space -------------------------------------------------------------
+
+DAY = 86400 * 10**9
+NOW = 100 * DAY
+OLD = dict(mtime_ns=NOW - 8 * DAY)
+
+
+def test_freeing() -> None:
+    recs = records(
+        shipped("old", inode=1, **OLD),  # type: ignore[arg-type]
+        shipped("recent", inode=2, mtime_ns=NOW - DAY),
+        shipped("edited", inode=3, **OLD),  # type: ignore[arg-type]
+        shipped("pending", inode=4, **OLD),  # type: ignore[arg-type]
+        replace(shipped("theirs", inode=5, **OLD), theirs=True),  # type: ignore[arg-type]
+        replace(shipped("copy", inode=6, **OLD), remote=f"{REMOTE}/copy.conflict-x"),  # type: ignore[arg-type]
+    )
+    here = files(
+        local("old", inode=1, **OLD),  # type: ignore[arg-type]
+        local("recent", inode=2, mtime_ns=NOW - DAY),
+        local("edited", inode=3, size=5, **OLD),  # type: ignore[arg-type]
+        local("pending", inode=4, **OLD),  # type: ignore[arg-type]
+        local("theirs", inode=5, **OLD),  # type: ignore[arg-type]
+        local("copy", inode=6, **OLD),  # type: ignore[arg-type]
+    )
+    due = plan_freeing(
+        local=here,
+        records=recs,
+        pending={"pending"},
+        remote_folder=REMOTE,
+        now_ns=NOW,
+        after=7 * 86400,
+        max_delete=1.0,
+    )
+    assert [f.file.relpath for f in due] == ["old"]
+
+
+def test_freeing_respects_the_deletion_cap() -> None:
+    names = [f"f{i}" for i in range(10)]
+    recs = records(*(shipped(n, inode=i, **OLD) for i, n in enumerate(names)))  # type: ignore[arg-type]
+    here = files(*(local(n, inode=i, **OLD) for i, n in enumerate(names)))  # type: ignore[arg-type]
+    due = plan_freeing(
+        local=here,
+        records=recs,
+        pending=(),
+        remote_folder=REMOTE,
+        now_ns=NOW,
+        after=1.0,
+        max_delete=0.3,
+    )
+    assert len(due) == 3  # the rest next pass

@@ -30,23 +30,11 @@ from cat2sync.client import _client as client_module
 from cat2sync.events import EventKind
 from cat2sync.manifest import load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import (
-    CONVERGE,
-    STATS,
-    FaultStats,
-    array_file,
-    can_mount_tmpfs,
-    compare_local,
-    mirror_temporaries,
-    remount,
-    running,
-    status_json,
-    tmpfs,
-    wait_until,
-    write_manifest,
-)
+from cat2sync.testing import ALICE, running, wait_until, write_manifest
+from tests.helpers.cli import status_json
+from tests.helpers.compare import compare_local, mirror_temporaries
+from tests.helpers.disk import can_mount_tmpfs, remount, tmpfs
+from tests.helpers.faults import CONVERGE, STATS, FaultStats, array_file
 
 pytestmark = pytest.mark.faults
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,21 +27,11 @@ from cat2sync.durations import parse_duration
 from cat2sync.events import EventKind
 from cat2sync.manifest import load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import (
-    STATS,
-    FaultStats,
-    array_file,
-    cli,
-    cli_env,
-    compare_remote,
-    local_array,
-    remote_files,
-    running,
-    wait_until,
-    write_manifest,
-)
+from cat2sync.testing import ALICE, read_b2nd, running, wait_until, write_manifest
+from tests.helpers.cli import cli, run_cli
+from tests.helpers.compare import compare_remote
+from tests.helpers.faults import STATS, FaultStats, array_file
+from tests.helpers.remote import remote_files
 
 pytestmark = pytest.mark.faults
 
@@ -256,17 +244,6 @@ def _truncate(path: Path, keep: float) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def _once(manifest: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cat2sync", "once", str(manifest)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def _upload_manifest(
     tmp_path: Path, server: LocalServer, data: Path, remote: str, **rule: Any
 ) -> Path:
@@ -275,7 +252,7 @@ def _upload_manifest(
         url=server.url,
         username=ALICE[0],
         password=ALICE[1],
-        uploads=[{"name": "up", "local": str(data), "remote": remote, "settle": "0s", **rule}],
+        upload=[{"name": "up", "local": str(data), "remote": remote, "settle": "0s", **rule}],
     )
 
 
@@ -327,7 +304,7 @@ def test_broken_and_odd_local_files(
     fault_stats.fault("odd local file name (spaces, unicode, quotes...)", len(ODD_NAMES))
     manifest = _upload_manifest(tmp_path, server, data_dir, remote_dir)
 
-    done = _once(manifest)
+    done = run_cli("once", str(manifest))
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "Traceback" not in output
@@ -347,7 +324,7 @@ def test_broken_and_odd_local_files(
             _frames(data_dir / name)
         else:
             (data_dir / name).unlink()
-    done = _once(manifest)
+    done = run_cli("once", str(manifest))
     assert done.returncode == 0, done.stderr
     fixed = {**good, **{n: data_dir / n for n in broken if n.endswith(".b2nd")}}
     tally = compare_remote(client, remote_dir, fixed)
@@ -366,7 +343,7 @@ def test_name_with_a_newline_is_one_line(
     (data_dir / "new\nline.json").write_text('{"n": 1}')
     (data_dir / "fine.json").write_text('{"f": 1}')
     fault_stats.fault("odd local file name (newline)")
-    done = _once(_upload_manifest(tmp_path, server, data_dir, remote_dir))
+    done = run_cli("once", str(_upload_manifest(tmp_path, server, data_dir, remote_dir)))
     output = done.stdout + done.stderr
     assert remote_files(client, remote_dir) == ["fine.json"]
     assert "Traceback" not in output
@@ -556,7 +533,7 @@ def test_dtype_or_trailing_shape_change_is_a_whole_upload(
             assert new == [kind], (label, new)
             theirs = client.fetch(remote)
             assert theirs.dtype == data.dtype and theirs.shape == data.shape, label
-            assert np.array_equal(theirs, local_array(path)), label
+            assert np.array_equal(theirs, read_b2nd(path)), label
             fault_stats.add(compare_remote(client, remote_dir, {"frames.b2nd": path}))
     fault_stats.fault(
         "array changed dtype / trailing shape / chunks / rank between appends", len(steps) - 2

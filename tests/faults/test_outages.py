@@ -21,23 +21,11 @@ from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE, BOSS
-
-from .conftest import (
-    CONVERGE,
-    FaultProxy,
-    FaultStats,
-    Tally,
-    array_file,
-    compare_local,
-    compare_remote,
-    grow_b2nd,
-    local_files,
-    running,
-    status_json,
-    wait_until,
-    write_manifest,
-)
+from cat2sync.testing import ALICE, BOSS, grow_b2nd, running, wait_until, write_manifest
+from tests.helpers.cli import status_json
+from tests.helpers.compare import Tally, compare_local, compare_remote, local_files
+from tests.helpers.faults import CONVERGE, FaultStats, array_file
+from tests.helpers.proxy import FaultProxy
 
 pytestmark = pytest.mark.faults
 
@@ -80,9 +68,7 @@ class Site:
             # No rescans by default: only the daemon's own retries bring failed files back.
             server={"timeout": timeout},
             daemon={"retry_max": "2s", "rescan": rescan},
-            uploads=[
-                {"name": "up", "local": str(self.data), "remote": self.r_up, "settle": "0.2s"}
-            ],
+            upload=[{"name": "up", "local": str(self.data), "remote": self.r_up, "settle": "0.2s"}],
             subscribe=[
                 {"name": "src", "root": self.r_src, "local": str(self.mirror), "every": "1s"}
             ],

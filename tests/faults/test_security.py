@@ -15,13 +15,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import shutil
 import socket
 import ssl
 import stat
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,43 +34,17 @@ from cat2sync.errors import AuthenticationError, Cat2Error, TransportError
 from cat2sync.events import Event
 from cat2sync.manifest import load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import (
-    CONVERGE,
-    JWT,
-    STATS,
-    FaultProxy,
-    FaultStats,
-    array_file,
-    cli_env,
-    compare_remote,
-    daemon_process,
-    remote_files,
-    wait_until,
-    write_manifest,
-)
+from cat2sync.testing import ALICE, wait_until, write_manifest
+from tests.helpers.cli import cli_env, daemon_process, run_cli
+from tests.helpers.compare import compare_remote
+from tests.helpers.faults import CONVERGE, JWT, STATS, FaultStats, array_file
+from tests.helpers.proxy import FaultProxy
+from tests.helpers.remote import remote_files
 
 pytestmark = pytest.mark.faults
 
 CANARY = "c2s-Canary#pw-4d7f1e"
 WRONG = "c2s-WrongCanary#pw-93be"
-
-
-def _run(
-    *args: str,
-    env: dict[str, str],
-    umask: int | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cat2sync", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
 
 
 def _closed_port() -> int:
@@ -115,7 +87,7 @@ def test_password_and_cookie_never_appear(
     array_file(data_dir / "frames.b2nd", np.arange(200.0).reshape(20, 10), chunks=(5, 10))
     (data_dir / "broken.b2nd").write_bytes(b"b2frame, but cut short")  # an error to report
     rules: dict[str, Any] = {
-        "uploads": [
+        "upload": [
             {"name": "up", "local": str(data_dir), "remote": f"{remote}/up", "settle": "0.2s"}
         ],
         "subscribe": [
@@ -156,7 +128,7 @@ def test_password_and_cookie_never_appear(
     texts: list[str] = []
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        done = _run(*args, env=env)
+        done = run_cli(*args, env=env)
         texts.extend([done.stdout, done.stderr])
         return done
 
@@ -252,9 +224,9 @@ def test_state_folder_and_secret_files_are_owner_only(
     manifest = write_manifest(
         tmp_path / "cat2sync.toml",
         url=None,
-        uploads=[{"name": "up", "local": str(data), "remote": "@personal/x", "settle": "0s"}],
+        upload=[{"name": "up", "local": str(data), "remote": "@personal/x", "settle": "0s"}],
     )
-    done = _run("once", str(manifest), env=cli_env(), umask=0)
+    done = run_cli("once", str(manifest), env=cli_env(), umask=0)
     assert done.returncode == 0, done.stderr
     fault_stats.fault("permissive umask 000 (permissions check)")
     home = state / "server" / "default"
@@ -425,9 +397,9 @@ def test_tls_is_verified_by_default(
         url=proxy.url,
         username=ALICE[0],
         password=ALICE[1],
-        uploads=rules,
+        upload=rules,
     )
-    done = _run("once", str(refused), env=cli_env())
+    done = run_cli("once", str(refused), env=cli_env())
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "certificate" in lines[0].lower(), done.stderr
@@ -437,10 +409,10 @@ def test_tls_is_verified_by_default(
         url=proxy.url,
         username=ALICE[0],
         password=ALICE[1],
-        uploads=rules,
+        upload=rules,
         server={"verify": str(ca)},
     )
-    done = _run("once", str(trusted), env=cli_env())
+    done = run_cli("once", str(trusted), env=cli_env())
     assert done.returncode == 0, done.stderr
     tally = compare_remote(client, remote_dir, {"a.json": data_dir / "a.json"})
     fault_stats.add(tally)
@@ -477,7 +449,7 @@ def test_symlinks_leaving_the_tree(
             url=server.url,
             username=ALICE[0],
             password=ALICE[1],
-            uploads=[
+            upload=[
                 {
                     "name": "up",
                     "local": str(data_dir),
@@ -534,7 +506,7 @@ def test_symlink_loop_inside_the_tree(
         url=server.url,
         username=ALICE[0],
         password=ALICE[1],
-        uploads=[
+        upload=[
             {
                 "name": "up",
                 "local": str(data_dir),

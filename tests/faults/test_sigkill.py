@@ -31,27 +31,24 @@ import pytest
 
 from cat2sync import Client
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import (
-    CONVERGE,
-    SEED,
-    TRIALS,
-    DaemonProcess,
-    FaultStats,
+from cat2sync.testing import ALICE, grow_b2nd, poll, wait_until, write_manifest
+from tests.helpers.cli import DaemonProcess
+from tests.helpers.compare import (
     Tally,
-    array_file,
     compare_local,
     compare_remote,
-    grow_b2nd,
     is_temporary,
     local_files,
     mirror_temporaries,
-    poll,
+)
+from tests.helpers.faults import (
+    CONVERGE,
+    SEED,
+    TRIALS,
+    FaultStats,
+    array_file,
     server_storage,
-    wait_until,
     write_atomic,
-    write_manifest,
 )
 
 pytestmark = pytest.mark.faults
@@ -381,7 +378,7 @@ def _scenario(
             username=ALICE[0],
             password=ALICE[1],
             daemon={"rescan": "5s", "retry_max": "2s"},
-            uploads=[
+            upload=[
                 {
                     "name": "up",
                     "local": str(up),
@@ -582,7 +579,13 @@ def test_sigkill_mid_download_leaves_no_temporary(
             interval=0.5,
             message="the mirror to converge",
         )
-        time.sleep(1.0)  # a few more passes: nothing removes the leftover
+        # Two more passes (one every 0.5 s) after that: a leftover would still be there.
+        passes = proc.text(since_start=True).count("src: pass done")
+        wait_until(
+            lambda: proc.text(since_start=True).count("src: pass done") >= passes + 2,
+            timeout=CONVERGE,
+            message="two more passes",
+        )
         assert mirror_temporaries(mirror) == []
     finally:
         proc.stop()

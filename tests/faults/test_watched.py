@@ -21,18 +21,10 @@ from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import (
-    CONVERGE,
-    FaultStats,
-    daemon_process,
-    remote_files,
-    running,
-    status_json,
-    wait_until,
-    write_manifest,
-)
+from cat2sync.testing import ALICE, running, wait_until, write_manifest
+from tests.helpers.cli import daemon_process, status_json
+from tests.helpers.faults import CONVERGE, FaultStats
+from tests.helpers.remote import remote_files
 
 pytestmark = pytest.mark.faults
 
@@ -55,7 +47,7 @@ def _manifest(
             url=server.url,
             username=ALICE[0],
             password=ALICE[1],
-            uploads=[upload],
+            upload=[upload],
             daemon=daemon,
         )
     )
@@ -261,7 +253,7 @@ def test_inotify_watch_limit_on_a_large_tree(
         username=ALICE[0],
         password=ALICE[1],
         daemon={"rescan": "1h"},
-        uploads=[{"name": "up", "local": str(data_dir), "remote": remote_dir, "settle": "0.2s"}],
+        upload=[{"name": "up", "local": str(data_dir), "remote": remote_dir, "settle": "0.2s"}],
     )
     wrapper = [
         "unshare",
@@ -280,7 +272,11 @@ def test_inotify_watch_limit_on_a_large_tree(
             timeout=CONVERGE,
             message="the start-up pass",
         )
-        time.sleep(1.0)  # the watcher's failure, if any, is logged by now
+        wait_until(
+            lambda: "cannot watch" in proc.text(),
+            timeout=CONVERGE,
+            message="the watcher's failure in the log",
+        )
         lines = [line for line in proc.text().splitlines() if "cannot watch" in line]
         assert len(lines) == 1, proc.text()[-3000:]
         assert "limit" in lines[0] and "rescan" in lines[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import LAZYEXPR, SUBSCRIBE, UPLOAD, expect_error
+
+from tests.helpers.manifest import LAZYEXPR, SUBSCRIBE, UPLOAD, expect_error
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import UPLOAD, expect_error, load
+
+from tests.helpers.manifest import UPLOAD, expect_error, load
 
 ERRORS = [
     (

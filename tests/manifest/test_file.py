@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 import tomli_w
-from helpers.manifest import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cat2sync.errors import ManifestError
+from cat2sync.manifest import ServerConfig, SubscribeRule, TransformSpec, UploadRule, load_manifest
+from tests.helpers.manifest import (
     ENV,
     NAME,
     NOTIFY_SETTINGS,
@@ -22,11 +27,6 @@ from helpers.manifest import (
     load,
     set_in,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from cat2sync.errors import ManifestError
-from cat2sync.manifest import ServerConfig, SubscribeRule, TransformSpec, UploadRule, load_manifest
 
 FULL = """
 [daemon]

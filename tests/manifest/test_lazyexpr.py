@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import LAZYEXPR, REMOTE_EXPECTED, expect_error
+
+from tests.helpers.manifest import LAZYEXPR, REMOTE_EXPECTED, expect_error
 
 ERRORS = [
     ('[[lazyexpr]]\nexpression = "a"\n', "lazyexpr[0].name", "missing required key"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import NOTIFY_SETTINGS, expect_error, load
 
 from cat2sync.errors import ManifestError
 from cat2sync.manifest import REQUIRED, SettingSpec, load_manifest
+from tests.helpers.manifest import NOTIFY_SETTINGS, expect_error, load
 
 
 def test_plugin_settings_are_validated_and_defaulted(workdir: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import ENV, NAME, SERVER, error_of, expect_error, load
 
 from cat2sync.manifest import load_manifest
+from tests.helpers.manifest import ENV, NAME, SERVER, error_of, expect_error, load
 
 
 def test_env_interpolation_and_escape(workdir: Path) -> None:

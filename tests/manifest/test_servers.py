@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import ENV, SERVER, SUBSCRIBE, UPLOAD, expect_error, load
+
+from tests.helpers.manifest import ENV, SERVER, SUBSCRIBE, UPLOAD, expect_error, load
 
 
 def test_url_embedded_means_local_server(workdir: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.manifest import load
 
 from cat2sync.manifest import starter_manifest
+from tests.helpers.manifest import load
 
 
 def test_starter_manifest_round_trip(workdir: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import SUBSCRIBE, expect_error, load
+
+from tests.helpers.manifest import SUBSCRIBE, expect_error, load
 
 
 def test_subscribe_remote_alias_cron_and_names(workdir: Path) -> None:
@@ -30,7 +31,19 @@ def test_unusable_local_path(workdir: Path) -> None:
     )
 
 
+def test_on_conflict(workdir: Path) -> None:
+    assert load(SUBSCRIBE).subscriptions[0].on_conflict == "keep-both"
+    assert load(SUBSCRIBE + 'on_conflict = "overwrite"\n').subscriptions[0].on_conflict == (
+        "overwrite"
+    )
+
+
 ERRORS = [
+    (
+        SUBSCRIBE + "on_conflict = true\n",
+        "subscribe[0].on_conflict",
+        "expected a string, got true",
+    ),
     (
         SUBSCRIBE + 'remote = "@public/y"\n',
         "subscribe[0].remote",

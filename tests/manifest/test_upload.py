@@ -5,12 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
+
+from tests.helpers.manifest import REMOTE_EXPECTED, UPLOAD, expect_error, load
 
 UPLOAD_KEYS = (
-    "append, concurrency, delete, exclude, follow_symlinks, include, local, max_delete, name, "
-    "remote, server, settle, transforms"
+    "append, concurrency, convert, delete, delete_local_after, exclude, follow_symlinks, "
+    "include, local, max_delete, name, on_conflict, remote, server, settle, transforms"
 )
+
+
+def test_trust_keys_and_their_defaults(workdir: Path) -> None:
+    rule = load(UPLOAD).uploads[0]
+    assert (rule.convert, rule.on_conflict, rule.delete_local_after) == ((), "keep-both", None)
+    text = 'convert = [".CSV", ".tif"]\non_conflict = "Skip"\ndelete_local_after = "7d"\n'
+    rule = load(UPLOAD + text).uploads[0]
+    assert (rule.convert, rule.on_conflict, rule.delete_local_after) == (
+        (".csv", ".tif"),
+        "skip",
+        7 * 86400.0,
+    )
 
 
 def test_numbers_are_accepted_for_durations_and_fractions(workdir: Path) -> None:
@@ -87,6 +100,43 @@ ERRORS = [
         "expected an array of tables ([[upload]]), got a table",
     ),
     ("upload = [1]\n", "upload[0]", "expected a table, got 1"),
+    # conversions, conflicts, freeing local space
+    (
+        UPLOAD + 'convert = ".csv"\n',
+        "upload[0].convert",
+        'expected an array of strings, got ".csv"',
+    ),
+    (
+        UPLOAD + 'convert = ["csv"]\n',
+        "upload[0].convert[0]",
+        'expected a suffix like ".csv", got "csv"',
+    ),
+    (
+        UPLOAD + 'convert = ["."]\n',
+        "upload[0].convert[0]",
+        'expected a suffix like ".csv", got "."',
+    ),
+    (
+        UPLOAD + 'convert = [".a/b"]\n',
+        "upload[0].convert[0]",
+        'expected a suffix like ".csv", got ".a/b"',
+    ),
+    (UPLOAD + 'convert = [".csv", ".CSV"]\n', "upload[0].convert[1]", '".CSV" is listed twice'),
+    (
+        UPLOAD + 'on_conflict = "rename"\n',
+        "upload[0].on_conflict",
+        'expected one of "keep-both", "overwrite", "skip", got "rename"',
+    ),
+    (
+        UPLOAD + 'delete_local_after = "soon"\n',
+        "upload[0].delete_local_after",
+        'expected a duration like "2s", got "soon"',
+    ),
+    (
+        UPLOAD + "delete_local_after = 0\n",
+        "upload[0].delete_local_after",
+        "must be greater than 0, got 0",
+    ),
     # transforms
     (
         UPLOAD + 'transforms = "float32"\n',

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import files_below, open_daemon, put_bytes
+from tests.helpers.mirror import files_below, open_daemon, put_bytes
 
 
 def _seed(client: Client, data_dir: Path, remote_dir: str, count: int) -> list[str]:

@@ -6,14 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import blosc2
 import numpy as np
 import pytest
 
 from cat2sync import Client
 from cat2sync.events import Event, EventKind
-
-from .conftest import open_daemon, put_array
+from cat2sync.testing import read_b2nd
+from tests.helpers.mirror import open_daemon, put_array
 
 CHUNK_OVERHEAD = 32  # bytes of header a compressed Blosc2 chunk may add to its data
 
@@ -33,10 +32,6 @@ def _cbytes(client: Client, remote: str) -> int:
 def _only_download(events: list[Event]) -> Event:
     assert [e.kind for e in events] == [EventKind.DOWNLOADED], events
     return events[0]
-
-
-def _local(path: Path) -> Any:
-    return blosc2.open(str(path))[:]
 
 
 def test_appended_rows_are_pulled_incrementally(
@@ -71,7 +66,7 @@ def test_appended_rows_are_pulled_incrementally(
             assert event.rows == sum(batch)
             assert event.bytes <= 1.5 * growth + chunk_bytes
             assert received - event.bytes < 2048  # the rest is the listing and one info
-            local = _local(mirror_dir / "run/frames.b2nd")
+            local = read_b2nd(mirror_dir / "run/frames.b2nd")
             assert local.shape == (rows, 64)
             np.testing.assert_array_equal(local, client.fetch(remote))
         assert h.mirror_pass() == []  # and the extended copy counts as intact
@@ -100,7 +95,7 @@ def test_replacement_of_same_shape_is_downloaded_again(
         event = _only_download(h.mirror_pass())
 
     assert event.message is None and event.rows is None  # a whole download
-    local = _local(mirror_dir / "cal.b2nd")
+    local = read_b2nd(mirror_dir / "cal.b2nd")
     np.testing.assert_array_equal(local, -np.arange(4000.0).reshape(200, 20))
     assert (mirror_dir / "cal.b2nd").read_bytes() == (data_dir / "replacement.b2nd").read_bytes()
 
@@ -129,7 +124,7 @@ def test_replacement_with_more_rows_is_not_extended(
         _only_download(h.mirror_pass())
         assert h.mirror_pass() == []
 
-    np.testing.assert_array_equal(_local(mirror_dir / "raw.b2nd"), replacement)
+    np.testing.assert_array_equal(read_b2nd(mirror_dir / "raw.b2nd"), replacement)
 
 
 def test_growth_with_another_dtype_is_downloaded_whole(
@@ -148,4 +143,4 @@ def test_growth_with_another_dtype_is_downloaded_whole(
         event = _only_download(h.mirror_pass())
 
     assert event.message is None
-    np.testing.assert_array_equal(_local(mirror_dir / "typed.b2nd"), replacement)
+    np.testing.assert_array_equal(read_b2nd(mirror_dir / "typed.b2nd"), replacement)

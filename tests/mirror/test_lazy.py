@@ -12,8 +12,8 @@ from cat2sync import Client
 from cat2sync.errors import Cat2Error
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-
-from .conftest import open_daemon, wait_for, write_manifest
+from cat2sync.testing import wait_until
+from tests.helpers.mirror import alice_manifest, open_daemon
 
 
 def _write_raw(path: Path, rows: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_lazy_expression_follows_its_operand(
     local = tmp_path / "acquisition"
     local.mkdir()
     result = f"{remote_dir}/derived/doubled.b2nd"
-    manifest = write_manifest(
+    manifest = alice_manifest(
         tmp_path / "cat2sync.toml",
         server,
         upload=[
@@ -72,17 +72,20 @@ def test_lazy_expression_follows_its_operand(
 
     with open_daemon(manifest) as h:
         h.daemon.start()
-        wait_for("the first result", _result_is(client, result, data * 2 + 1))
+        wait_until(_result_is(client, result, data * 2 + 1), timeout=30, message="the first result")
 
         mark = len(h.events)
         data = _write_raw(local / "raw.b2nd", 260)  # the instrument wrote more rows
-        wait_for("the recomputed result", _result_is(client, result, data * 2 + 1))
-        wait_for(
-            "the computed event",
+        wait_until(
+            _result_is(client, result, data * 2 + 1), timeout=30, message="the recomputed result"
+        )
+        wait_until(
             lambda: any(
                 e.rule == "lazyexpr:doubled" and e.kind == EventKind.COMPUTED
                 for e in h.events[mark:]
             ),
+            timeout=30,
+            message="the computed event",
         )
         events = list(h.events)
 
@@ -102,7 +105,7 @@ def test_failing_expressions_report_the_server_message(
     operand = f"{remote_dir}/raw.b2nd"
     blosc2.asarray(np.arange(10.0), urlpath=str(tmp_path / "raw.b2nd"), mode="w")
     client.upload(tmp_path / "raw.b2nd", operand)
-    manifest = write_manifest(
+    manifest = alice_manifest(
         tmp_path / "cat2sync.toml",
         server,
         lazyexpr=[

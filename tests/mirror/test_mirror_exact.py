@@ -15,8 +15,7 @@ import pytest
 
 from cat2sync import Client
 from cat2sync.events import EventKind
-
-from .conftest import files_below, open_daemon, put_array, put_bytes
+from tests.helpers.mirror import files_below, open_daemon, put_array, put_bytes
 
 INFO_BUDGET = 2048  # bytes of info JSON one unchanged entry may cost
 

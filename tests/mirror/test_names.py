@@ -13,8 +13,7 @@ from cat2sync.engine.names import collision_key, local_target
 from cat2sync.errors import UnsafeName
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-
-from .conftest import files_below, open_daemon, put_bytes, raw_upload
+from tests.helpers.mirror import files_below, open_daemon, put_bytes, raw_upload
 
 NFC_E = unicodedata.normalize("NFC", "é")
 NFD_E = unicodedata.normalize("NFD", "é")

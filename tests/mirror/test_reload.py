@@ -9,8 +9,8 @@ import pytest
 
 from cat2sync import Client
 from cat2sync.server import LocalServer
-
-from .conftest import files_below, open_daemon, put_bytes, subscribe_rule, wait_for, write_manifest
+from cat2sync.testing import wait_until
+from tests.helpers.mirror import alice_manifest, files_below, open_daemon, put_bytes, subscribe_rule
 
 
 def test_edited_manifest_takes_effect_and_broken_edit_is_refused(
@@ -27,27 +27,33 @@ def test_edited_manifest_takes_effect_and_broken_edit_is_refused(
     put_bytes(client, data_dir / "b.txt", f"{second_remote}/sub/b.txt", b"second\n")
     first = subscribe_rule(first_remote, tmp_path / "first", name="first")
     second = subscribe_rule(second_remote, tmp_path / "second", name="second")
-    manifest = write_manifest(tmp_path / "cat2sync.toml", server, subscribe=[first])
+    manifest = alice_manifest(tmp_path / "cat2sync.toml", server, subscribe=[first])
 
     with open_daemon(manifest) as h:
         h.daemon.start()
-        wait_for("the first rule's pass", lambda: (tmp_path / "first/a.txt").exists())
+        wait_until(
+            lambda: (tmp_path / "first/a.txt").exists(), timeout=30, message="the first rule's pass"
+        )
         running = h.daemon.mirrors["first"]
 
-        write_manifest(manifest, server, subscribe=[first, second])
+        alice_manifest(manifest, server, subscribe=[first, second])
         h.daemon.check_manifest()  # what the once-a-second poll does
         assert sorted(h.daemon.mirrors) == ["first", "second"]
         assert h.daemon.mirrors["first"] is running  # unchanged rules carry on
         assert "mirror:second" in h.daemon.scheduler.job_ids()
-        wait_for("the new rule's pass", lambda: (tmp_path / "second/sub/b.txt").exists())
+        wait_until(
+            lambda: (tmp_path / "second/sub/b.txt").exists(),
+            timeout=30,
+            message="the new rule's pass",
+        )
         assert (tmp_path / "second/sub/b.txt").read_bytes() == b"second\n"
 
         engines = dict(h.daemon.mirrors)
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="cat2sync"):
-            write_manifest(manifest, server, subscribe=[{**first, "evry": "1m"}, second])
+            alice_manifest(manifest, server, subscribe=[{**first, "evry": "1m"}, second])
             h.daemon.check_manifest()
-            wait_for("the error line", lambda: bool(caplog.records))
+            wait_until(lambda: bool(caplog.records), timeout=30, message="the error line")
         assert h.daemon.mirrors == engines  # the previous manifest keeps running
         assert {"mirror:first", "mirror:second"} <= set(h.daemon.scheduler.job_ids())
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -67,7 +73,7 @@ def test_cron_subscription_is_scheduled(
     rule = subscribe_rule(remote_dir, tmp_path / "mirror", name="nightly")
     del rule["every"]
     rule["cron"] = "30 3 * * *"
-    manifest = write_manifest(
+    manifest = alice_manifest(
         tmp_path / "cat2sync.toml",
         server,
         subscribe=[rule, subscribe_rule(f"{remote_dir}-other", tmp_path / "other", name="often")],

@@ -19,15 +19,12 @@ import httpx
 import numpy as np
 import pytest
 import tomli_w
-from helpers.arrays import write_b2nd
-from helpers.waiting import wait_until
 
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
+from cat2sync.testing import ALICE, wait_until, write_b2nd
 from cat2sync.web import _CLIENT_TIMEOUT
-
-from .conftest import SETTLE, Observed, observe, observed_manifest
+from tests.helpers.observe import SETTLE, Observed, observe, observed_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 

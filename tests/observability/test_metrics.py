@@ -7,15 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from helpers.arrays import grow_b2nd, write_b2nd
-from helpers.waiting import wait_until
 
 from cat2sync import Client, __version__
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-from cat2sync.testing import ALICE
-
-from .conftest import Observed, observe, observed_manifest, sample
+from cat2sync.testing import ALICE, grow_b2nd, wait_until, write_b2nd
+from tests.helpers.observe import Observed, observe, observed_manifest, sample
 
 FILES = [f"run_{i:03d}.b2nd" for i in range(5)]
 

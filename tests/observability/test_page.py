@@ -15,16 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.arrays import write_b2nd
-from helpers.browser import Browser
-from helpers.waiting import wait_until
 
 from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.server import LocalServer
-from cat2sync.testing import BOSS
-
-from .conftest import observe, observed_manifest
+from cat2sync.testing import BOSS, wait_until, write_b2nd
+from tests.helpers.browser import Browser
+from tests.helpers.observe import observe, observed_manifest
 
 LAPTOP = (1280, 800)
 

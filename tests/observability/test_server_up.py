@@ -7,14 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.waiting import wait_until
 
 from cat2sync import status
 from cat2sync.cli import main
 from cat2sync.server import LocalServer
-from cat2sync.testing import BOSS
-
-from .conftest import observe, observed_manifest
+from cat2sync.testing import BOSS, wait_until
+from tests.helpers.observe import observe, observed_manifest
 
 DOWN_WITHIN = 30.0  # seconds; the probe looks every second at a server idle for 5
 

@@ -14,21 +14,15 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
+from cat2sync.errors import ManifestError
 from cat2sync.events import EventKind
 from cat2sync.manifest import SettingSpec
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    Receiver,
-    grow_b2nd,
-    local_array,
-    make_plugin,
-    remote_array,
-    remote_info,
-    run_once,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, run_once, write_b2nd
+from cat2sync.testing import read_b2nd as local_array
+from tests.helpers.plugins import Env, make_plugin
+from tests.helpers.remote import remote_array, remote_info
+from tests.helpers.webhook import Receiver
 
 # -- convert --------------------------------------------------------------------------
 
@@ -37,7 +31,7 @@ def test_convert_npy_lands_as_b2nd(env: Env, client: Client, first_party: Simple
     plugins = Plugins(entry_points=False, extra=[first_party.convert])
     manifest = env.manifest(
         plugins,
-        uploads=[env.upload_rule()],
+        uploads=[env.upload_rule(convert=[".npy"])],
         tables={"convert": {"codec": "lz4", "clevel": 3, "chunks": [8, 5]}},
     )
     data = np.arange(30 * 5, dtype="float32").reshape(30, 5) / 7
@@ -80,11 +74,38 @@ def test_a_converter_gets_its_own_table(env: Env, client: Client) -> None:
         cat2sync_register_converters=cat2sync_register_converters,
     )
     plugins = Plugins(entry_points=False, extra=[tiny])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule()], tables={"tiny": {"factor": 3}})
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule(convert=[".txt"])], tables={"tiny": {"factor": 3}}
+    )
     (env.data_dir / "counts.txt").write_text("1\n2\n5\n")
     result = run_once(manifest, plugins)
     assert result.failures == 0, result.events
     np.testing.assert_array_equal(remote_array(client, f"{env.remote_dir}/counts.b2nd"), [3, 6, 15])
+
+
+def test_an_installed_converter_changes_nothing_a_rule_did_not_ask_for(
+    env: Env, client: Client, first_party: SimpleNamespace
+) -> None:
+    plugins = Plugins(entry_points=False, extra=[first_party.convert, first_party.hdf5])
+    manifest = env.manifest(plugins, uploads=[env.upload_rule()])
+    np.savetxt(env.data_dir / "log.csv", np.arange(6).reshape(3, 2), delimiter=",")
+    _h5(env.data_dir / "scan.h5")
+    result = run_once(manifest, plugins)
+    assert result.failures == 0, result.events
+    assert sorted(client.get_list(env.remote_dir)) == ["log.csv", "scan.h5"]  # as they are
+
+
+def test_a_suffix_no_plugin_converts_is_a_manifest_error(
+    env: Env, first_party: SimpleNamespace
+) -> None:
+    plugins = Plugins(entry_points=False, extra=[first_party.convert])
+    manifest = env.manifest(plugins, uploads=[env.upload_rule(convert=[".csv", ".fits"])])
+    with pytest.raises(ManifestError) as info:
+        plugins.check_manifest(manifest)  # as `cat2sync validate` and the daemon do
+    assert str(info.value).endswith(
+        'upload[0].convert[1]: no installed plugin converts ".fits" '
+        "(known: .csv, .npy, .npz, .tif, .tiff)"
+    )
 
 
 # -- hdf5 ---------------------------------------------------------------------------------
@@ -105,7 +126,7 @@ def test_hdf5_upload_is_unfolded_on_the_server(
 ) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.hdf5])
     manifest = env.manifest(
-        plugins, uploads=[env.upload_rule()], tables={"hdf5": {"mode": "unfold"}}
+        plugins, uploads=[env.upload_rule()], tables={"hdf5": {"unfold": ["up"]}}
     )
     _h5(env.data_dir / "scan.h5")
 
@@ -124,8 +145,8 @@ def test_hdf5_convert_mode_uploads_one_dataset(
     plugins = Plugins(entry_points=False, extra=[first_party.hdf5])
     manifest = env.manifest(
         plugins,
-        uploads=[env.upload_rule()],
-        tables={"hdf5": {"mode": "convert", "dataset": "/entry/data"}},
+        uploads=[env.upload_rule(convert=[".h5"])],
+        tables={"hdf5": {"dataset": "/entry/data"}},
     )
     _h5(env.data_dir / "scan.h5")
     result = run_once(manifest, plugins)
@@ -257,7 +278,9 @@ def test_converted_files_get_the_rules_transforms(
     env: Env, client: Client, first_party: SimpleNamespace
 ) -> None:
     plugins = Plugins(entry_points=False, extra=[first_party.convert])
-    manifest = env.manifest(plugins, uploads=[env.upload_rule(transforms=["float32"])])
+    manifest = env.manifest(
+        plugins, uploads=[env.upload_rule(transforms=["float32"], convert=[".npy"])]
+    )
     data = np.arange(20, dtype="int64").reshape(10, 2)
     np.save(env.data_dir / "counts.npy", data)
     result = run_once(manifest, plugins)

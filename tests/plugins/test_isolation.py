@@ -14,20 +14,10 @@ from cat2sync import Client
 from cat2sync.errors import ManifestError, PluginError
 from cat2sync.events import Event, EventKind
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    Recorder,
-    local_array,
-    make_plugin,
-    remote_array,
-    remote_info,
-    run_once,
-    running,
-    transforms_plugin,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import read_b2nd as local_array
+from cat2sync.testing import run_once, running, wait_until, write_b2nd
+from tests.helpers.plugins import Env, Recorder, make_plugin, transforms_plugin
+from tests.helpers.remote import remote_array, remote_info
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,9 @@ from cat2sync.daemon import Daemon
 from cat2sync.errors import ManifestError
 from cat2sync.events import Event, EventKind
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    Recorder,
-    cli_cmd,
-    cli_env,
-    run_once,
-    running,
-    wait_until,
-    write_b2nd,
-)
+from cat2sync.testing import run_once, running, wait_until, write_b2nd
+from tests.helpers.cli import cli_cmd, cli_env
+from tests.helpers.plugins import Env, Recorder
 
 
 @pytest.mark.parametrize("entry_points", [False, True], ids=["registered", "entry-point"])

@@ -18,17 +18,11 @@ import pytest
 from cat2sync import Client
 from cat2sync.events import EventKind
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    cli_cmd,
-    cli_env,
-    grow_b2nd,
-    local_array,
-    remote_array,
-    run_once,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, run_once, write_b2nd
+from cat2sync.testing import read_b2nd as local_array
+from tests.helpers.cli import cli_cmd, cli_env
+from tests.helpers.plugins import Env
+from tests.helpers.remote import remote_array
 
 PLUGIN = '''
 """A third-party cat2sync plugin: a transform and an event recorder."""

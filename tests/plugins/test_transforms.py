@@ -13,17 +13,10 @@ from cat2sync import Client
 from cat2sync.errors import ManifestError
 from cat2sync.events import EventKind
 from cat2sync.plugins.manager import Plugins
-
-from .conftest import (
-    Env,
-    grow_b2nd,
-    local_array,
-    remote_array,
-    remote_info,
-    run_once,
-    transforms_plugin,
-    write_b2nd,
-)
+from cat2sync.testing import grow_b2nd, run_once, write_b2nd
+from cat2sync.testing import read_b2nd as local_array
+from tests.helpers.plugins import Env, transforms_plugin
+from tests.helpers.remote import remote_array, remote_info
 
 
 def test_builtin_transforms_with_parameters(env: Env, client: Client) -> None:

@@ -2,8 +2,13 @@
 
 Each converter writes the ``.b2nd`` in bounded memory where the format allows: a
 ``.npy`` is memory-mapped, a ``.npz`` member and a CSV file are streamed, a TIFF stack
-is read page by page; the output is written a slab of chunk-rows at a time. The
-compression parameters come from the ``[plugins.convert]`` manifest table::
+is read page by page; the output is written a slab of chunk-rows at a time.
+
+Installing it converts nothing by itself: a rule names the suffixes it converts, and
+the compression parameters come from the ``[plugins.convert]`` manifest table::
+
+    [[upload]]
+    convert = [".csv", ".tif"]
 
     [plugins.convert]
     codec = "zstd"
@@ -54,7 +59,7 @@ FILTERS: Final[Mapping[str, blosc2.Filter]] = {
     name.lower(): blosc2.Filter[name]
     for name in ("NOFILTER", "SHUFFLE", "BITSHUFFLE", "DELTA", "BYTEDELTA")
 }
-#: The ``formats`` setting's values and the suffixes each one registers.
+#: The formats and the suffixes each one registers (a rule's ``convert`` picks them).
 FORMATS: Final[Mapping[str, tuple[str, ...]]] = {
     "npy": (".npy",),
     "npz": (".npz",),
@@ -79,9 +84,6 @@ SETTINGS: Final[Mapping[str, SettingSpec]] = {
         type=list,
         default=None,
         description="chunk shape (one integer per dimension); absent: Blosc2 chooses",
-    ),
-    "formats": SettingSpec(
-        type=list, default=list(FORMATS), description="formats to convert: " + ", ".join(FORMATS)
     ),
     "npz_key": SettingSpec(
         type=str, default=None, description="the array of a .npz to convert; absent: the first"
@@ -109,7 +111,6 @@ class ConvertOptions:
     clevel: int = 5
     filters: tuple[blosc2.Filter, ...] = (blosc2.Filter.SHUFFLE,)
     chunks: tuple[int, ...] | None = None
-    formats: frozenset[str] = frozenset(FORMATS)
     npz_key: str | None = None
     delimiter: str = ","
     skiprows: int = 0
@@ -140,13 +141,11 @@ class ConvertOptions:
             raise SettingError(
                 NAME, "filters", f"at most {_MAX_FILTERS} filters, got {len(filters)}"
             )
-        formats = _string_list(merged["formats"], "formats", FORMATS)
         return cls(
             codec=CODECS[codec.lower()],
             clevel=clevel,
             filters=tuple(FILTERS[name.lower()] for name in filters),
             chunks=_chunks(merged["chunks"]),
-            formats=frozenset(name.lower() for name in formats),
             npz_key=_optional_name(merged["npz_key"], "npz_key"),
             delimiter=_delimiter(merged["delimiter"]),
             skiprows=_skiprows(merged["skiprows"]),
@@ -539,6 +538,5 @@ def cat2sync_configure(manifest: Manifest) -> None:
 @hookimpl
 def cat2sync_register_converters(register: Callable[[str, Converter], None]) -> None:
     for fmt, suffixes in FORMATS.items():
-        if fmt in _options.formats:
-            for suffix in suffixes:
-                register(suffix, _CONVERTERS[fmt])
+        for suffix in suffixes:
+            register(suffix, _CONVERTERS[fmt])

@@ -11,22 +11,17 @@ import pytest
 import tifffile
 
 from cat2sync import Client
-from cat2sync.manifest import load_manifest
 from cat2sync.plugins import ConverterContext
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     monkeypatch.setattr(conv, "_options", conv._options)  # restored after the test
-    manifest_path = tmp_path / "cat2sync.toml"
-    manifest_path.write_text(
-        '[plugins.convert]\ncodec = "lz4hc"\nclevel = 7\nfilters = ["bytedelta"]\nskiprows = 1\n'
-    )
     plugins = Plugins(entry_points=False, extra=[conv])
-    plugins.configure(
-        load_manifest(manifest_path, plugin_settings=plugins.declared_settings(), check_paths=False)
-    )
+    table = 'codec = "lz4hc"\nclevel = 7\nfilters = ["bytedelta"]\nskiprows = 1'
+    plugins.configure(plugin_manifest(tmp_path, plugins, table, section=conv.NAME))
     return plugins
 
 

@@ -13,9 +13,9 @@ import pytest
 import tifffile
 
 from cat2sync.errors import ManifestError
-from cat2sync.manifest import load_manifest
 from cat2sync.plugins import ConverterContext
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest, read_b2nd
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -28,16 +28,6 @@ def _restore_options(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def ctx(**settings: Any) -> ConverterContext:
     return ConverterContext(settings=settings, rule="r", path="x")
-
-
-def read_b2nd(path: Path) -> np.ndarray:
-    return np.asarray(blosc2.open(str(path))[()])
-
-
-def manifest_with(tmp_path: Path, plugins: Plugins, table: str) -> Any:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(f"[plugins.convert]\n{table}\n")
-    return load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
 
 
 # -- .npy -----------------------------------------------------------------------------------
@@ -263,7 +253,6 @@ def test_defaults() -> None:
         ({"filters": ["shuffle"] * 7}, "filters", "at most 6"),
         ({"chunks": [10, 0]}, "chunks[1]", "positive integer"),
         ({"chunks": []}, "chunks", "non-empty"),
-        ({"formats": ["npy", "hdf5"]}, "formats[1]", 'unknown value "hdf5"'),
         ({"delimiter": ";;"}, "delimiter", "one character"),
         ({"skiprows": -1}, "skiprows", "non-negative"),
         ({"csv_dtype": "str"}, "csv_dtype", "numeric"),
@@ -277,7 +266,9 @@ def test_bad_settings(settings: dict[str, Any], key: str, message: str) -> None:
 
 def test_configure_reports_a_one_line_manifest_error(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
-    manifest = manifest_with(tmp_path, plugins, 'codec = "zstd"\nfilters = ["shufle"]')
+    manifest = plugin_manifest(
+        tmp_path, plugins, 'codec = "zstd"\nfilters = ["shufle"]', section=conv.NAME
+    )
     with pytest.raises(ManifestError) as info:
         conv.cat2sync_configure(manifest)
     assert str(info.value) == (
@@ -290,24 +281,27 @@ def test_configure_reports_a_one_line_manifest_error(tmp_path: Path) -> None:
 def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
     with pytest.raises(ManifestError, match=r"plugins\.convert\.clevel: expected an integer"):
-        manifest_with(tmp_path, plugins, 'clevel = "high"')
+        plugin_manifest(tmp_path, plugins, 'clevel = "high"', section=conv.NAME)
     with pytest.raises(ManifestError, match=r"plugins\.convert\.level: unknown key"):
-        manifest_with(tmp_path, plugins, "level = 3")
+        plugin_manifest(tmp_path, plugins, "level = 3", section=conv.NAME)
 
 
-def test_registered_suffixes_follow_the_formats_setting(tmp_path: Path) -> None:
+def test_every_format_is_registered_and_the_rules_choose(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
     assert set(plugins.converters) == {".npy", ".npz", ".csv", ".tif", ".tiff"}
     assert "cat2sync_register_converters" in next(
         p.hooks for p in plugins.describe() if p.name == "cat2sync_convert"
     )
-    plugins.configure(manifest_with(tmp_path, plugins, 'formats = ["npy", "tiff"]'))
-    assert set(plugins.converters) == {".npy", ".tif", ".tiff"}
+    # The old table key is gone: a rule's ``convert`` says what is converted.
+    with pytest.raises(ManifestError, match=r"plugins\.convert\.formats: unknown key"):
+        plugin_manifest(tmp_path, plugins, 'formats = ["npy"]', section=conv.NAME)
 
 
 def test_configured_settings_apply_when_the_context_has_none(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[conv])
-    plugins.configure(manifest_with(tmp_path, plugins, 'codec = "zlib"\nclevel = 9'))
+    plugins.configure(
+        plugin_manifest(tmp_path, plugins, 'codec = "zlib"\nclevel = 9', section=conv.NAME)
+    )
     np.save(tmp_path / "a.npy", np.arange(10))
     plugins.converters[".npy"][1](tmp_path / "a.npy", tmp_path / "a.b2nd", ConverterContext())
     out = blosc2.open(str(tmp_path / "a.b2nd"))

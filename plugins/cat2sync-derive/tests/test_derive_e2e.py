@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from cat2sync import Client
-from cat2sync.manifest import UploadRule, load_manifest
+from cat2sync.manifest import UploadRule
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 MANIFEST = """
 [[plugins.derive.rules]]
@@ -34,12 +35,8 @@ variable = "raw"
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
     monkeypatch.setattr(derive, "_rules", derive._rules)  # restored after the test
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(MANIFEST)
     plugins = Plugins(entry_points=False, extra=[derive])
-    plugins.configure(
-        load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
-    )
+    plugins.configure(plugin_manifest(tmp_path, plugins, MANIFEST))
     return plugins
 
 

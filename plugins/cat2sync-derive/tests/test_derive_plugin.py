@@ -11,9 +11,10 @@ import cat2sync_derive as derive
 import pytest
 
 from cat2sync.errors import ManifestError
-from cat2sync.manifest import Manifest, UploadRule, load_manifest
+from cat2sync.manifest import UploadRule
 from cat2sync.plugins import LazyExprRequest
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 CALIBRATED = {
@@ -36,12 +37,6 @@ def requests(
     rule: str = "beam",
 ) -> list[LazyExprRequest]:
     return derive.requests_for(derive.parse_rules(tables), rule, remote)
-
-
-def manifest_with(tmp_path: Path, plugins: Plugins, text: str) -> Manifest:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(text)
-    return load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
 
 
 def test_templates_render_every_field() -> None:
@@ -163,7 +158,7 @@ def test_rule_validation(value: Any, key: str, message: str) -> None:
 
 def test_configure_raises_one_line_manifest_errors(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[derive])
-    manifest = manifest_with(
+    manifest = plugin_manifest(
         tmp_path,
         plugins,
         """
@@ -185,7 +180,7 @@ operands = { dark = "{folder}/dark.b2nd", flat = "{folder}/flat.b2nd" }
 def test_manifest_checks_the_rules_type(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[derive])
     with pytest.raises(ManifestError, match=r"plugins\.derive\.rules: expected an array"):
-        manifest_with(tmp_path, plugins, '[plugins.derive]\nrules = "run_*"\n')
+        plugin_manifest(tmp_path, plugins, '[plugins.derive]\nrules = "run_*"\n')
 
 
 def test_hook_through_the_manager(tmp_path: Path) -> None:
@@ -193,7 +188,7 @@ def test_hook_through_the_manager(tmp_path: Path) -> None:
     rule = UploadRule(name="beam", local=tmp_path, remote="@shared/beam")
     assert plugins.lazyexprs(rule, "@shared/beam/run_1.b2nd", {}) == []  # no rules yet
     plugins.configure(
-        manifest_with(
+        plugin_manifest(
             tmp_path,
             plugins,
             """

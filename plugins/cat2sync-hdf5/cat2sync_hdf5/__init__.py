@@ -1,12 +1,15 @@
 """cat2sync-hdf5: make uploaded HDF5 files usable as Blosc2 datasets on the server.
 
-Two modes, chosen in the manifest::
+Installing it changes nothing by itself; the manifest says which rules use it, in one
+of two ways::
 
     [plugins.hdf5]
-    mode = "unfold"          # upload the .h5 as is, then unfold it on the server
+    unfold = ["beamline"]    # upload rule "beamline": upload the .h5 as is, then unfold
+                             # it on the server
 
+    [[upload]]
+    convert = [".h5"]        # this rule: convert one dataset to .b2nd locally, upload that
     [plugins.hdf5]
-    mode = "convert"         # convert one dataset to .b2nd locally, upload that
     dataset = "/entry/data"
 
 ``unfold`` turns ``run.h5`` into a sibling folder ``run/`` of ``.b2nd`` datasets (one
@@ -32,27 +35,25 @@ if TYPE_CHECKING:
     from cat2sync import Client
     from cat2sync.manifest import Manifest, UploadRule
 
-__all__ = ["MODES", "NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "convert_hdf5"]
+__all__ = ["NAME", "SETTINGS", "SUFFIXES", "Hdf5Options", "convert_hdf5"]
 
 #: The plugin's name: its entry point, ``[plugins.hdf5]`` and ``disable = ["hdf5"]``.
 NAME: Final = "hdf5"
-MODES: Final = ("unfold", "convert")
 SUFFIXES: Final = (".h5", ".hdf5")
 #: Upper bound for one slab of rows copied at once (whole chunk-rows, at least one).
 SLAB_BYTES: Final = 32 * 2**20
 
 SETTINGS: Final[Mapping[str, SettingSpec]] = {
-    "mode": SettingSpec(
-        type=str,
-        default="unfold",
-        description='"unfold" on the server after upload, or "convert" '
-        "one dataset to .b2nd before upload",
+    "unfold": SettingSpec(
+        type=list,
+        default=[],
+        description="the upload rules whose .h5 files are unfolded on the server after upload",
     ),
     "dataset": SettingSpec(
         type=str,
         default=None,
-        description="the HDF5 dataset to convert (required with "
-        'mode = "convert"), e.g. "/entry/data"',
+        description="the HDF5 dataset to convert when a rule converts .h5 "
+        '(convert = [".h5"]), e.g. "/entry/data"',
     ),
 }
 DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTINGS.items()}
@@ -60,15 +61,15 @@ DEFAULTS: Final[Mapping[str, Any]] = {key: spec.default for key, spec in SETTING
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hdf5Options:
-    mode: str = "unfold"
+    unfold: frozenset[str] = frozenset()
     dataset: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Hdf5Options:
         merged = {**DEFAULTS, **settings}
-        mode = merged["mode"]
-        if mode not in MODES:
-            raise SettingError(NAME, "mode", f'expected "unfold" or "convert", got {mode!r}')
+        unfold = merged["unfold"]
+        if not isinstance(unfold, list) or not all(isinstance(r, str) for r in unfold):
+            raise SettingError(NAME, "unfold", f"expected an array of rule names, got {unfold!r}")
         dataset = merged["dataset"]
         if dataset is not None and (not isinstance(dataset, str) or not dataset.strip("/")):
             raise SettingError(
@@ -76,14 +77,41 @@ class Hdf5Options:
                 "dataset",
                 f'expected an HDF5 dataset path like "/entry/data", got {dataset!r}',
             )
-        if mode == "convert" and dataset is None:
+        return cls(unfold=frozenset(unfold), dataset=dataset)
+
+    def check(self, manifest: Manifest) -> None:
+        """The rules the table names exist, and a rule that converts HDF5 has a dataset."""
+        names = {rule.name: rule for rule in manifest.uploads}
+        for name in sorted(self.unfold):
+            rule = names.get(name)
+            if rule is None:
+                known = ", ".join(sorted(names)) or "none"
+                raise SettingError(
+                    NAME, "unfold", f"no upload rule named {name!r} (known: {known})"
+                )
+            if set(SUFFIXES) & set(rule.convert):
+                raise SettingError(
+                    NAME, "unfold", f"rule {name!r} converts .h5 files: there is nothing to unfold"
+                )
+        converting = [r.name for r in manifest.uploads if set(SUFFIXES) & set(r.convert)]
+        if converting and self.dataset is None:
             raise SettingError(
                 NAME,
                 "dataset",
-                'missing: mode = "convert" needs the HDF5 dataset '
-                'to convert, e.g. dataset = "/entry/data"',
+                f"missing: rule {converting[0]!r} converts .h5 files and needs the HDF5 "
+                'dataset to convert, e.g. dataset = "/entry/data"',
             )
-        return cls(mode=mode, dataset=dataset)
+
+
+def _options_of(manifest: Manifest) -> Callable[[Mapping[str, Any]], Hdf5Options]:
+    """The table's parser, checking it against the manifest's rules too."""
+
+    def parse(settings: Mapping[str, Any]) -> Hdf5Options:
+        options = Hdf5Options.from_settings(settings)
+        options.check(manifest)
+        return options
+
+    return parse
 
 
 # Replaced whole by cat2sync_configure: hooks in worker threads see one consistent value.
@@ -98,7 +126,7 @@ def _options_for(ctx: ConverterContext) -> Hdf5Options:
     if not ctx.settings or not set(ctx.settings) <= set(SETTINGS):
         return _options
     try:
-        return Hdf5Options.from_settings({**ctx.settings, "mode": "convert"})
+        return Hdf5Options.from_settings(ctx.settings)
     except SettingError as exc:
         raise ValueError(str(exc)) from None
 
@@ -132,7 +160,7 @@ def convert_hdf5(source: Path, dest: Path, ctx: ConverterContext) -> None:
 
     opts = _options_for(ctx)
     if opts.dataset is None:
-        raise ValueError(f'plugins.{NAME}.dataset is not set (mode = "convert" needs it)')
+        raise ValueError(f"plugins.{NAME}.dataset is not set (converting .h5 needs it)")
     try:
         with h5py.File(source, "r") as h5:
             obj = h5.get(opts.dataset)
@@ -185,19 +213,18 @@ def cat2sync_declare_settings(
 @hookimpl
 def cat2sync_configure(manifest: Manifest) -> None:
     global _options
-    _options = read_settings(manifest, NAME, Hdf5Options.from_settings)
+    _options = read_settings(manifest, NAME, _options_of(manifest))
 
 
 @hookimpl
 def cat2sync_register_converters(register: Callable[[str, Converter], None]) -> None:
-    """In ``convert`` mode only: in ``unfold`` mode the ``.h5`` is uploaded as it is."""
-    if _options.mode == "convert":
-        for suffix in SUFFIXES:
-            register(suffix, convert_hdf5)
+    """For the rules that name ``.h5``/``.hdf5`` in ``convert``."""
+    for suffix in SUFFIXES:
+        register(suffix, convert_hdf5)
 
 
 @hookimpl
 def cat2sync_uploaded(rule: UploadRule, local_path: Path, remote_path: str, client: Client) -> None:
-    """In ``unfold`` mode, unfold an uploaded ``.h5``/``.hdf5`` on the server."""
-    if _options.mode == "unfold" and is_hdf5(remote_path):
+    """For the rules named in ``unfold``: unfold an uploaded ``.h5``/``.hdf5`` on the server."""
+    if rule.name in _options.unfold and is_hdf5(remote_path):
         client.unfold(remote_path)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from cat2sync.errors import ManifestError
-from cat2sync.manifest import Manifest, load_manifest
+from cat2sync.manifest import Manifest
 from cat2sync.plugins import ConverterContext
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -23,12 +24,6 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _restore_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hdf5, "_options", hdf5._options)
-
-
-def manifest_with(tmp_path: Path, plugins: Plugins, table: str) -> Manifest:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(f"[plugins.hdf5]\n{table}\n")
-    return load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
 
 
 def ctx(**settings: Any) -> ConverterContext:
@@ -108,41 +103,64 @@ def test_not_an_hdf5_file(tmp_path: Path) -> None:
 
 
 def test_options() -> None:
-    assert hdf5.Hdf5Options.from_settings({}) == hdf5.Hdf5Options(mode="unfold")
-    opts = hdf5.Hdf5Options.from_settings({"mode": "convert", "dataset": "/d"})
-    assert (opts.mode, opts.dataset) == ("convert", "/d")
-    with pytest.raises(hdf5.SettingError, match='expected "unfold" or "convert"') as info:
-        hdf5.Hdf5Options.from_settings({"mode": "unpack"})
-    assert info.value.key == "mode"
+    assert hdf5.Hdf5Options.from_settings({}) == hdf5.Hdf5Options()
+    opts = hdf5.Hdf5Options.from_settings({"unfold": ["scans"], "dataset": "/d"})
+    assert (opts.unfold, opts.dataset) == ({"scans"}, "/d")
+    with pytest.raises(hdf5.SettingError, match="expected an array of rule names") as info:
+        hdf5.Hdf5Options.from_settings({"unfold": "scans"})
+    assert info.value.key == "unfold"
     with pytest.raises(hdf5.SettingError, match="expected an HDF5 dataset path"):
         hdf5.Hdf5Options.from_settings({"dataset": "/"})
 
 
-def test_convert_mode_without_dataset_is_a_manifest_error(tmp_path: Path) -> None:
+RULE = '[[upload]]\nname = "scans"\nlocal = "data"\nremote = "@personal/s"\n'
+
+
+def _manifest(tmp_path: Path, plugins: Plugins, rule: str, table: str) -> Manifest:
+    return plugin_manifest(tmp_path, plugins, f"{RULE}{rule}\n[plugins.hdf5]\n{table}\n")
+
+
+@pytest.mark.parametrize(
+    ("rule", "table", "key", "message"),
+    [
+        (
+            'convert = [".h5"]',
+            "",
+            "dataset",
+            "missing: rule 'scans' converts .h5 files and needs the HDF5 dataset to convert, "
+            'e.g. dataset = "/entry/data"',
+        ),
+        ("", 'unfold = ["beamline"]', "unfold", "no upload rule named 'beamline' (known: scans)"),
+        (
+            'convert = [".h5"]',
+            'unfold = ["scans"]\ndataset = "/d"',
+            "unfold",
+            "rule 'scans' converts .h5 files: there is nothing to unfold",
+        ),
+    ],
+)
+def test_the_table_is_checked_against_the_rules(
+    tmp_path: Path, rule: str, table: str, key: str, message: str
+) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    manifest = manifest_with(tmp_path, plugins, 'mode = "convert"')
+    manifest = _manifest(tmp_path, plugins, rule, table)
     with pytest.raises(ManifestError) as info:
         hdf5.cat2sync_configure(manifest)
-    assert str(info.value) == (
-        f'{manifest.source}: plugins.hdf5.dataset: missing: mode = "convert" needs the HDF5 '
-        'dataset to convert, e.g. dataset = "/entry/data"'
-    )
+    assert str(info.value) == f"{manifest.source}: plugins.hdf5.{key}: {message}"
 
 
 def test_manifest_checks_types_and_keys(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
     with pytest.raises(ManifestError, match=r"plugins\.hdf5\.dataset: expected a string"):
-        manifest_with(tmp_path, plugins, "dataset = 3")
+        plugin_manifest(tmp_path, plugins, "dataset = 3", section=hdf5.NAME)
     with pytest.raises(ManifestError, match=r"plugins\.hdf5\.datasets: unknown key"):
-        manifest_with(tmp_path, plugins, 'datasets = ["/a"]')
+        plugin_manifest(tmp_path, plugins, 'datasets = ["/a"]', section=hdf5.NAME)
 
 
-def test_converters_only_in_convert_mode(tmp_path: Path, h5file: Path) -> None:
+def test_converters_are_there_for_the_rules_that_ask(tmp_path: Path, h5file: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[hdf5])
-    plugins.configure(manifest_with(tmp_path, plugins, 'mode = "unfold"'))
-    assert not {".h5", ".hdf5"} & set(plugins.converters)
-    plugins.configure(manifest_with(tmp_path, plugins, 'mode = "convert"\ndataset = "/entry/big"'))
     assert {".h5", ".hdf5"} <= set(plugins.converters)
+    plugins.configure(_manifest(tmp_path, plugins, 'convert = [".h5"]', 'dataset = "/entry/big"'))
     # The daemon's context may carry no settings: the configured dataset is used.
     plugins.converters[".h5"][1](h5file, tmp_path / "o.b2nd", ConverterContext())
     np.testing.assert_array_equal(blosc2.open(str(tmp_path / "o.b2nd"))[()], np.arange(10))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import cat2sync_notify as notify
 import pytest
-from notify_receiver import Receiver
 
 from cat2sync import Client
 from cat2sync.events import Event, EventKind
-from cat2sync.manifest import load_manifest
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
+from tests.helpers.webhook import Receiver
 
 
 @pytest.fixture
@@ -27,17 +27,13 @@ def test_events_reach_file_and_webhook(
     plugins: Plugins, tmp_path: Path, client: Client, remote_dir: str, data_dir: Path
 ) -> None:
     with Receiver() as receiver:
-        manifest = tmp_path / "cat2sync.toml"
-        manifest.write_text(f"""
-[plugins.notify]
+        table = f"""
 file = "state/events.jsonl"
 kinds = ["uploaded", "failed"]
 webhook = "{receiver.url}/cat2sync"
 webhook_timeout = 3
-""")
-        plugins.configure(
-            load_manifest(manifest, plugin_settings=plugins.declared_settings(), check_paths=False)
-        )
+"""
+        plugins.configure(plugin_manifest(tmp_path, plugins, table, section=notify.NAME))
         info = next(p for p in plugins.describe() if p.name == "cat2sync_notify")
         assert "cat2sync_event" in info.hooks
 
@@ -58,7 +54,7 @@ webhook_timeout = 3
         plugins.event(
             Event(kind=EventKind.FAILED, rule="docs", path="y.txt", message="Timeout: no answer")
         )
-        bodies = receiver.wait_for(2)
+        bodies = receiver.wait_for(lambda got: len(got) >= 2)
 
     written = [
         json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text().splitlines()
@@ -76,13 +72,8 @@ def test_disable_by_name_is_honoured_via_entry_point_name(tmp_path: Path) -> Non
     # is "notify", which is what [plugins] disable = ["notify"] blocks.
     plugins = Plugins(entry_points=False, extra=[])
     plugins.pm.register(notify, name=notify.NAME)
-    manifest = tmp_path / "cat2sync.toml"
-    manifest.write_text(
-        '[plugins]\ndisable = ["notify"]\n[plugins.notify]\nfile = "events.jsonl"\n'
-    )
-    plugins.configure(
-        load_manifest(manifest, plugin_settings=plugins.declared_settings(), check_paths=False)
-    )
+    text = '[plugins]\ndisable = ["notify"]\n[plugins.notify]\nfile = "events.jsonl"\n'
+    plugins.configure(plugin_manifest(tmp_path, plugins, text))
     plugins.event(Event(kind=EventKind.UPLOADED, rule="r", path="a"))
     assert not (tmp_path / "events.jsonl").exists()
     assert notify.NAME not in [p.name for p in plugins.describe()]

@@ -8,19 +8,18 @@ import json
 import logging
 import socket
 import threading
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import cat2sync_notify as notify
 import pytest
-from notify_receiver import Receiver
 
 from cat2sync.errors import ManifestError
 from cat2sync.events import Event, EventKind
-from cat2sync.manifest import Manifest, load_manifest
 from cat2sync.plugins.manager import Plugins
+from cat2sync.testing import plugin_manifest
+from tests.helpers.webhook import Receiver
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 UPLOADED = Event(
@@ -43,12 +42,6 @@ FAILED = Event(
 
 def lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def manifest_with(tmp_path: Path, plugins: Plugins, table: str) -> Manifest:
-    path = tmp_path / "cat2sync.toml"
-    path.write_text(f"[plugins.notify]\n{table}\n")
-    return load_manifest(path, plugin_settings=plugins.declared_settings(), check_paths=False)
 
 
 @pytest.fixture
@@ -142,7 +135,7 @@ def test_webhook_gets_the_same_json(tmp_path: Path, notifier: notify.Notifier) -
         )
         notifier.handle(UPLOADED)
         notifier.handle(FAILED)
-        bodies = receiver.wait_for(2)
+        bodies = receiver.wait_for(lambda got: len(got) >= 2)
     assert bodies == lines(tmp_path / "e.jsonl")
     assert receiver.paths == ["/hook/s3cr3t", "/hook/s3cr3t"]
 
@@ -153,19 +146,34 @@ def test_slow_webhook_never_blocks(
     def failures() -> list[str]:
         return [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
 
-    with caplog.at_level(logging.WARNING, "cat2sync_notify"):
-        with Receiver(delay=2.0) as receiver:
-            notifier.configure(
-                notify.NotifyOptions(webhook=receiver.url + "/s3cr3t", webhook_timeout=0.2)
-            )
-            started = time.monotonic()
-            for _ in range(notify.QUEUE_SIZE * 3):
+    parked, let_go, went_on = threading.Event(), threading.Event(), threading.Event()
+
+    def park_the_webhook_thread(record: logging.LogRecord) -> bool:
+        # The webhook thread reports its first failed POST here and waits to be let go:
+        # what is handed to the notifier meanwhile cannot have waited for a POST.
+        if "failed" in record.getMessage() and not parked.is_set():
+            parked.set()
+            let_go.wait(20)
+            went_on.set()
+        return True
+
+    logger = logging.getLogger("cat2sync_notify")
+    logger.addFilter(park_the_webhook_thread)
+    try:
+        with caplog.at_level(logging.WARNING, "cat2sync_notify"):
+            with Receiver(hold=True) as receiver:  # never answers in time
+                notifier.configure(
+                    notify.NotifyOptions(webhook=receiver.url + "/s3cr3t", webhook_timeout=0.2)
+                )
                 notifier.handle(UPLOADED)
-            assert time.monotonic() - started < 1.0
-            deadline = time.monotonic() + 10
-            while not failures() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert notifier.flush(timeout=20)  # the rest fail fast: nobody listens any more
+                assert parked.wait(20), "the first POST did not fail"
+                for _ in range(notify.QUEUE_SIZE * 3 - 1):
+                    notifier.handle(UPLOADED)
+                assert not went_on.is_set()  # handed over while the webhook thread was parked
+                let_go.set()
+            assert notifier.flush(timeout=20)  # the rest fail fast: nobody listens any more
+    finally:
+        logger.removeFilter(park_the_webhook_thread)
     behind = [r for r in caplog.records if "is behind" in r.getMessage()]
     assert len(behind) == 1  # one warning per burst, not one per dropped event
     assert "ReadTimeout" in failures()[0]
@@ -222,14 +230,17 @@ def test_bad_settings(settings: dict[str, object], key: str, message: str) -> No
 
 def test_settings_from_the_manifest(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[notify])
-    manifest = manifest_with(
-        tmp_path, plugins, 'file = "logs/events.jsonl"\nkinds = ["failed"]\nwebhook_timeout = 2'
+    manifest = plugin_manifest(
+        tmp_path,
+        plugins,
+        'file = "logs/events.jsonl"\nkinds = ["failed"]\nwebhook_timeout = 2',
+        section=notify.NAME,
     )
     options = notify.NotifyOptions.from_settings(manifest.plugins.settings["notify"])
     assert options.file == tmp_path.resolve() / "logs" / "events.jsonl"
     assert options.kinds == frozenset({"failed"})
     assert options.webhook_timeout == 2.0 and options.webhook is None
-    defaults = manifest_with(tmp_path, plugins, "")
+    defaults = plugin_manifest(tmp_path, plugins, "", section=notify.NAME)
     assert (
         notify.NotifyOptions.from_settings(defaults.plugins.settings["notify"])
         == notify.NotifyOptions()
@@ -238,7 +249,9 @@ def test_settings_from_the_manifest(tmp_path: Path) -> None:
 
 def test_configure_errors_are_one_line_and_hide_the_url(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, extra=[notify])
-    manifest = manifest_with(tmp_path, plugins, 'webhook = "hooks.example.org/s3cr3t"')
+    manifest = plugin_manifest(
+        tmp_path, plugins, 'webhook = "hooks.example.org/s3cr3t"', section=notify.NAME
+    )
     with pytest.raises(ManifestError) as info:
         notify.cat2sync_configure(manifest)
     assert str(info.value) == (
@@ -249,10 +262,12 @@ def test_configure_errors_are_one_line_and_hide_the_url(tmp_path: Path) -> None:
         match=r"plugins\.notify\.webhook_timeout: expected a "
         "number",
     ):
-        manifest_with(tmp_path, plugins, 'webhook_timeout = "5s"')
+        plugin_manifest(tmp_path, plugins, 'webhook_timeout = "5s"', section=notify.NAME)
     (tmp_path / "adir").mkdir()
     with pytest.raises(ManifestError, match=r"plugins\.notify\.file: is a folder"):
-        notify.cat2sync_configure(manifest_with(tmp_path, plugins, 'file = "adir"'))
+        notify.cat2sync_configure(
+            plugin_manifest(tmp_path, plugins, 'file = "adir"', section=notify.NAME)
+        )
 
 
 def test_entry_point_in_pyproject() -> None:

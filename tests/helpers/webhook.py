@@ -1,35 +1,45 @@
-"""A loopback HTTP receiver for the webhook tests (127.0.0.1 only)."""
+"""A loopback webhook receiver (127.0.0.1 only) for the notify plugin's tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class Receiver:
-    """Collects the JSON bodies POSTed to it; ``delay`` and ``status`` shape its answers."""
+    """Collects the JSON bodies POSTed to it, and the paths they were POSTed to.
 
-    def __init__(self, *, delay: float = 0.0, status: int = 204) -> None:
+    :param status: what it answers.
+    :param hold: answer nothing until :meth:`release` (or the end): a client with a
+        timeout gives up on every request meanwhile.
+    """
+
+    def __init__(self, *, status: int = 204, hold: bool = False) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
-        self.delay, self.status = delay, status
+        self.status = status
         self.got = threading.Condition()
+        self._released = threading.Event()
+        if not hold:
+            self._released.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                time.sleep(receiver.delay)
                 with receiver.got:
                     receiver.bodies.append(json.loads(body))
                     receiver.paths.append(self.path)
                     receiver.got.notify_all()
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                receiver._released.wait()
+                with contextlib.suppress(OSError):  # a client that gave up has gone
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -47,10 +57,18 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    def release(self) -> None:
+        """Answer the held requests, and every one after them at once."""
+        self._released.set()
+
+    def wait_for(
+        self, cond: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The bodies, once ``cond(bodies)`` holds (or after ``timeout`` s, as they are)."""
         with self.got:
-            self.got.wait_for(lambda: len(self.bodies) >= count, timeout)
+            self.got.wait_for(lambda: cond(self.bodies), timeout)
             return list(self.bodies)

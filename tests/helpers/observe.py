@@ -1,5 +1,5 @@
 """A daemon with its status endpoint on a free loopback port, against the real server,
-and readers of what it serves.
+and readers of what it serves (the tests in ``tests/observability/``).
 
 ``observe(manifest)`` starts the daemon (``Daemon.start()``, as ``cat2sync run`` does)
 and gives the endpoint's URL, the events so far, the parsed ``/metrics`` (with
