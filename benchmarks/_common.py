@@ -165,6 +165,9 @@ class Context:
     large_mb: float = 1000.0
     scale_files: int = 100_000
     tiny: bool = False
+    # The fleet case (fleet.py): subscriber processes, and "off", "on" or "both" journal.
+    fleet_subscribers: int = 20
+    fleet_journal: str = "off"
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def client(self, side: str) -> Any:

@@ -42,7 +42,7 @@ from cat2sync.errors import ServerStartError  # noqa: E402
 from cat2sync.server import LocalServer, LocalServer2025  # noqa: E402
 
 #: Modules that register cases with ``@case``; add new ones here.
-CASE_MODULES = ("client_throughput", "daemon_cases", "server_cases")
+CASE_MODULES = ("client_throughput", "daemon_cases", "server_cases", "fleet")
 ADMIN = ("bench-admin@example.com", "benchadmin1")
 USER = ("bench@example.com", "benchpass1")
 TINY_MB = 5.0
@@ -53,6 +53,7 @@ TINY_SCALE_FILES = 2000
 OLD_SERVER_BIN = HERE.parent / ".venv-c2-2025" / "bin"
 #: The cases that ``--caterva2-2025`` runs: the client's own throughput.
 OLD_SERVER_MODULE = "client_throughput"
+TINY_FLEET_SUBSCRIBERS = 3
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,11 +83,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="files in the watched tree of the scale case (default: 100000)",
     )
     parser.add_argument(
+        "--fleet-subscribers",
+        type=int,
+        default=20,
+        metavar="N",
+        help="subscriber daemons (processes) of the fleet case (default: 20)",
+    )
+    parser.add_argument(
+        "--fleet-journal",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the fleet case without the change journal, with it, or both (default: off)",
+    )
+    parser.add_argument(
         "--tiny",
         action="store_true",
         help=f"smoke mode: {TINY_MB:g} MB files, {TINY_SMALL_FILES} small "
         f"datasets, {TINY_LARGE_MB:g} MB large ones, a "
-        f"{TINY_SCALE_FILES}-file tree (overrides the size options)",
+        f"{TINY_SCALE_FILES}-file tree, {TINY_FLEET_SUBSCRIBERS} fleet subscribers "
+        "(overrides the size options)",
     )
     parser.add_argument(
         "--cases", nargs="+", metavar="NAME", help="run only these cases (default: all; see --list)"
@@ -128,7 +143,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.small_files = TINY_SMALL_FILES
         args.large_mb = TINY_LARGE_MB
         args.scale_files = TINY_SCALE_FILES
-    if min(args.repeat, args.size_mb, args.small_files, args.large_mb, args.scale_files) <= 0:
+        args.fleet_subscribers = TINY_FLEET_SUBSCRIBERS
+    sizes = (
+        args.size_mb,
+        args.small_files,
+        args.large_mb,
+        args.scale_files,
+        args.fleet_subscribers,
+    )
+    if min(args.repeat, *sizes) <= 0:
         parser.error("--repeat and the size options must be positive")
     return args
 
@@ -326,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                 large_mb=args.large_mb,
                 scale_files=args.scale_files,
                 tiny=args.tiny,
+                fleet_subscribers=args.fleet_subscribers,
+                fleet_journal=args.fleet_journal,
             )
             best, failures, ran = _run_cases(ctx, names, sides, args.repeat, args.profile_server)
         finally:

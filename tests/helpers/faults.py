@@ -39,6 +39,9 @@ class FaultStats:
     versions_watched: int = 0  # file versions the SIGKILL watchdog read at final names
     lost: int = 0
     duplicated: int = 0
+    conflicts: int = 0  # conflict copies made (and checked: one per conflict)
+    local_bytes_lost: int = 0  # local files gone without their verified copy on the server
+    foreign_bytes_lost: int = 0  # bytes another writer put on the server, gone
     leaked: Counter[str] = field(default_factory=Counter)
 
     def fault(self, kind: str, count: int = 1) -> None:
@@ -68,6 +71,9 @@ class FaultStats:
             ("file versions read at a final name during the trials", str(self.versions_watched)),
             ("rows lost", str(self.lost)),
             ("rows duplicated", str(self.duplicated)),
+            ("conflicts created (one copy each)", str(self.conflicts)),
+            ("local bytes lost", str(self.local_bytes_lost)),
+            ("remote bytes of other writers lost", str(self.foreign_bytes_lost)),
             ("leaked (total)", str(sum(self.leaked.values()))),
         ]
         rows += [(f"leaked: {kind}", str(n)) for kind, n in sorted(self.leaked.items())]
