@@ -10,7 +10,7 @@ PLUGINS = $(wildcard plugins/*/pyproject.toml)
 # blosc2 3.11.1 is the release that runs all it needs (docs/client.md, "Server versions").
 C2_2025 ?= .venv-c2-2025
 
-.PHONY: run test lint bench bench-profile caterva2-2025 clean
+.PHONY: run test lint chromium bench bench-profile caterva2-2025 clean
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check cat2sync tests plugins benchmarks examples conftest.py
 	$(BIN)/mypy cat2sync
 
+# The status page's test drives Debian's headless Chromium: installed here when missing, so
+# that `make test` needs nothing else on a fresh machine (CI runs exactly `make test`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the status page's browser test)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 # Naming the 2025 server's environment makes its tests run (they skip without it).
-test: lint $(C2_2025)/bin/.installed
+test: lint chromium $(C2_2025)/bin/.installed
 	CAT2SYNC_CATERVA2_2025_BIN=$(abspath $(C2_2025))/bin $(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed

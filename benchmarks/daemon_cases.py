@@ -14,6 +14,10 @@ user would do without it:
   downloads. Reference: the upstream client downloads it again.
 * ``watch-latency``: a burst of 100 files in a watched folder, from settled to stored.
 * ``watch-scale``: start-up, memory and idle CPU with 100,000 files already shipped.
+* ``watch-latency-http`` and ``watch-scale-http``: the same two with the status
+  endpoint on (``[daemon] http``) and scraped every second; the second also times
+  scrapes of ``/metrics``, ``/status.json`` and ``/`` once the daemon has seen 100,000
+  files shipped.
 
 Traffic is counted by cat2sync's own counters (``client.stats``), and for the reference
 by a counting relay on 127.0.0.1 (``_proxy.py``). Passes whose time or memory is a
@@ -25,6 +29,7 @@ anything differs. See docs/benchmarks.md for what the figures mean.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -61,6 +66,9 @@ DATA_ENDPOINTS = ("download", "fetch", "chunk")
 GROW_SETTLE = 0.2  # seconds; the growing array is shipped once quiet this long
 BURST_SETTLE = 0.5
 SETTLE_WAIT = 3.0  # after start-up, before idle CPU is measured
+SCRAPE_EVERY = 1.0  # seconds; Prometheus' default is 15 s, the page reads every 2 s
+SCRAPES = 20  # timed scrapes of each endpoint path
+ENDPOINT = "127.0.0.1:0"  # any free loopback port
 _COMPARE_STEP = 8 << 20
 
 
@@ -133,10 +141,15 @@ def _write_manifest(
     *,
     uploads: list[dict[str, Any]] | None = None,
     subscribe: list[dict[str, Any]] | None = None,
+    http: bool = False,
 ) -> Path:
-    """A manifest beside its state folder ``<path's folder>/state``."""
+    """A manifest beside its state folder ``<path's folder>/state``; ``http`` turns the
+    status endpoint on (any free loopback port)."""
+    daemon: dict[str, Any] = {"state_dir": str(path.parent / "state"), "log_level": "warning"}
+    if http:
+        daemon["http"] = ENDPOINT
     doc: dict[str, Any] = {
-        "daemon": {"state_dir": str(path.parent / "state"), "log_level": "warning"},
+        "daemon": daemon,
         "server": {"url": url, "username": user[0], "password": user[1]},
     }
     if uploads:
@@ -207,6 +220,54 @@ def _status_mb(key: str) -> float:
     return float("nan")
 
 
+class _Scraper:
+    """What a Prometheus server and an open status page do to the endpoint: read
+    ``/metrics`` and ``/status.json`` every :data:`SCRAPE_EVERY` seconds, from a
+    process of its own (so that its CPU is not counted as the daemon's)."""
+
+    _LOOP = (
+        "import sys, time, urllib.request\n"
+        "url, every = sys.argv[1], float(sys.argv[2])\n"
+        "while True:\n"
+        "    time.sleep(every)\n"
+        "    for path in ('metrics', 'status.json'):\n"
+        "        urllib.request.urlopen(url + path, timeout=10).read()\n"
+        "    print('scraped', flush=True)\n"
+    )
+
+    def __init__(self, url: str) -> None:
+        self._args = [sys.executable, "-c", self._LOOP, url, str(SCRAPE_EVERY)]
+        self._proc: subprocess.Popen[str] | None = None
+        self.scrapes = 0
+
+    def __enter__(self) -> _Scraper:
+        self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=30)
+        self.scrapes = out.count("scraped")
+
+
+def _scrape_times(url: str) -> dict[str, float]:
+    """Median and slowest of :data:`SCRAPES` timed GETs of each endpoint path, in ms."""
+    import httpx
+
+    times: dict[str, float] = {}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for path in ("/metrics", "/status.json", "/"):
+            took = []
+            for _ in range(SCRAPES):
+                start = time.perf_counter()
+                http.get(path).raise_for_status()
+                took.append(time.perf_counter() - start)
+            times[f"{path} p50"] = 1e3 * _percentile(took, 50)
+            times[f"{path} max"] = 1e3 * max(took)
+    return times
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -260,12 +321,21 @@ class _DaemonWatch(_Watching):
     """cat2sync's daemon (``Daemon.start()``) in this process."""
 
     def __init__(
-        self, ctx: Context, work: Path, folder: Path, remote_dir: str, settle: float
+        self,
+        ctx: Context,
+        work: Path,
+        folder: Path,
+        remote_dir: str,
+        settle: float,
+        *,
+        http: bool = False,
     ) -> None:
         from cat2sync.daemon import Daemon
         from cat2sync.manifest import load_manifest
 
         self.settle = settle
+        self._http = http
+        self._scraper: _Scraper | None = None
         manifest = _write_manifest(
             work / "cat2sync.toml",
             ctx.url,
@@ -279,6 +349,7 @@ class _DaemonWatch(_Watching):
                     "include": ["**/*.b2nd"],
                 }
             ],
+            http=http,
         )
         self._lock = threading.Lock()
         self._arrivals: dict[str, list[float]] = {}
@@ -298,9 +369,15 @@ class _DaemonWatch(_Watching):
 
     def __enter__(self) -> _DaemonWatch:
         self.daemon.start()
+        if self._http:
+            self._scraper = _Scraper(self.daemon.web.url).__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._scraper is not None:
+            self._scraper.__exit__()
+            if not self._scraper.scrapes:
+                raise VerificationError("the status endpoint was never scraped")
         self.daemon.close()
 
     def bytes_sent(self) -> int:
@@ -433,10 +510,17 @@ class _AgentWatch(_Watching):
 
 
 def _watcher(
-    ctx: Context, side: str, work: Path, folder: Path, remote_dir: str, settle: float
+    ctx: Context,
+    side: str,
+    work: Path,
+    folder: Path,
+    remote_dir: str,
+    settle: float,
+    *,
+    http: bool = False,
 ) -> _Watching:
     if side == "cat2sync":
-        return _DaemonWatch(ctx, work, folder, remote_dir, settle)
+        return _DaemonWatch(ctx, work, folder, remote_dir, settle, http=http)
     return _AgentWatch(ctx, work, folder, remote_dir)
 
 
@@ -535,25 +619,32 @@ def raw_get_worker(
 
 
 def scale_worker(manifest: str, idle_s: float) -> dict[str, Any]:
-    """Start the daemon on a large, already shipped tree; time, memory, idle CPU."""
+    """Start the daemon on a large, already shipped tree; time, memory, idle CPU. With
+    the status endpoint on, it is scraped every second meanwhile, and at the end
+    scrapes are timed once the daemon has seen every file of the tree shipped."""
     from cat2sync.daemon import Daemon
     from cat2sync.manifest import load_manifest
 
     daemon = Daemon(load_manifest(manifest))  # logs in, opens the state
+    scraper: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     try:
         requests0 = _stats_of(daemon)[0]
         rss0 = _status_mb("VmRSS")
         start = time.perf_counter()
         daemon.start()
         startup = time.perf_counter() - start
+        if daemon.web is not None:
+            scraper = _Scraper(daemon.web.url)
         rule = next(iter(daemon.uploads))
-        start = time.perf_counter()
-        daemon.reconcile(rule)  # what the periodic rescan costs
-        rescan = time.perf_counter() - start
-        time.sleep(SETTLE_WAIT)
-        cpu0, wall0 = _cpu_seconds(), time.monotonic()
-        time.sleep(idle_s)
-        cpu1, wall1 = _cpu_seconds(), time.monotonic()
+        with scraper:
+            start = time.perf_counter()
+            daemon.reconcile(rule)  # what the periodic rescan costs
+            rescan = time.perf_counter() - start
+            requests_at_rest = _stats_of(daemon)[0]
+            time.sleep(SETTLE_WAIT)
+            cpu0, wall0 = _cpu_seconds(), time.monotonic()
+            time.sleep(idle_s)
+            cpu1, wall1 = _cpu_seconds(), time.monotonic()
         out = {
             "startup": startup,
             "rescan": rescan,
@@ -561,14 +652,32 @@ def scale_worker(manifest: str, idle_s: float) -> dict[str, Any]:
             "rss_mb": _status_mb("VmRSS"),
             "peak_mb": _status_mb("VmHWM"),
             "idle_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
-            "requests": _stats_of(daemon)[0] - requests0,
+            # With the endpoint on, an idle daemon probes its server (GET /api/roots).
+            "requests": requests_at_rest - requests0,
+            "idle_requests": _stats_of(daemon)[0] - requests_at_rest,
             "queued": len(daemon.queue),
             "pending": len(daemon.state.pending()),
             "watch_failed": daemon.watcher.failed if daemon.watcher else None,
         }
+        if daemon.web is not None:
+            out["shipped_seen"] = _ship_the_tree(daemon, rule)
+            out["scrape_ms"] = _scrape_times(daemon.web.url)
     finally:
         daemon.close()
     return out
+
+
+def _ship_the_tree(daemon: Any, rule: str) -> int:
+    """Tell the daemon's telemetry that every recorded file was uploaded (as the events
+    of a first pass would), so that scrapes are timed on a daemon that shipped them."""
+    from cat2sync.events import Event, EventKind
+
+    shipped = daemon.state.shipped_for_rule(rule)
+    for rec in shipped:
+        daemon.telemetry.event(
+            Event(kind=EventKind.UPLOADED, rule=rule, path=rec.relpath, bytes=rec.size)
+        )
+    return len(shipped)
 
 
 def _check_pass(side: str, out: dict[str, Any]) -> None:
@@ -945,6 +1054,20 @@ def mirror_remote_growth(ctx: Context, side: str) -> list[Figure]:
     "(last write + settle) to stored (reference: cat2-agent, settle 0)",
 )
 def watch_latency(ctx: Context, side: str) -> list[Figure]:
+    return _burst(ctx, side, http=False)
+
+
+@case(
+    "watch-latency-http",
+    "the same burst with the status endpoint on and scraped every second "
+    "(/metrics and /status.json)",
+    sides=("cat2sync",),
+)
+def watch_latency_http(ctx: Context, side: str) -> list[Figure]:
+    return _burst(ctx, side, http=True)
+
+
+def _burst(ctx: Context, side: str, *, http: bool) -> list[Figure]:
     sz = _sizes(ctx)
     run = _next_run(ctx, f"burst-{side}")
     remote_dir = f"{REMOTE}/burst-{side}-{run}"
@@ -960,7 +1083,7 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
     }
     written: dict[str, float] = {}
     pid = ctx.server_pid
-    with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE) as watcher:
+    with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE, http=http) as watcher:
         cpu0 = _process_cpu(pid)
         for name, data in payloads.items():
             (folder / name).write_bytes(data)  # one write: the file is complete at once
@@ -1003,7 +1126,7 @@ def watch_latency(ctx: Context, side: str) -> list[Figure]:
 # -- 7. a large watched tree -----------------------------------------------------------
 
 
-def _scale_manifest(ctx: Context) -> Path:
+def _scale_manifest(ctx: Context, *, http: bool = False) -> Path:
     """A tree of ``scale_files`` small files, and a manifest whose state says they
     were all shipped (once per run).
 
@@ -1033,7 +1156,7 @@ def _scale_manifest(ctx: Context) -> Path:
             ctx.workdir / "scale" / "cat2sync.toml",
             ctx.url,
             ctx.user,
-            uploads=[{"name": "scale", "local": str(tree), "remote": f"{REMOTE}/scale"}],
+            uploads=[_scale_rule(ctx)],
         )
         rule = load_manifest(manifest).uploads[0]
         with StateStore(manifest.parent / "state") as state:
@@ -1053,7 +1176,24 @@ def _scale_manifest(ctx: Context) -> Path:
         return manifest
 
     manifest: Path = ctx.cached("scale-tree", make)
-    return manifest
+    if not http:
+        return manifest
+    # The same tree and state folder, with the endpoint on.
+    return _write_manifest(
+        manifest.parent / "cat2sync-http.toml",
+        ctx.url,
+        ctx.user,
+        uploads=[_scale_rule(ctx)],
+        http=True,
+    )
+
+
+def _scale_rule(ctx: Context) -> dict[str, Any]:
+    return {
+        "name": "scale",
+        "local": str(ctx.workdir / "data" / "scale"),
+        "remote": f"{REMOTE}/scale",
+    }
 
 
 @case(
@@ -1063,8 +1203,40 @@ def _scale_manifest(ctx: Context) -> Path:
     sides=("cat2sync",),
 )
 def watch_scale(ctx: Context, side: str) -> list[Figure]:
-    manifest = _scale_manifest(ctx)
-    out = run_isolated(scale_worker, str(manifest), _sizes(ctx).idle_s)
+    out = _scale_run(ctx, http=False)
+    if out["idle_requests"]:
+        raise VerificationError(f"the idle daemon made {out['idle_requests']} requests")
+    return _scale_figures(out)
+
+
+@case(
+    "watch-scale-http",
+    "the same start-up with the status endpoint on and scraped every second; then "
+    "scrape times once the daemon has seen every file of the tree shipped",
+    sides=("cat2sync",),
+)
+def watch_scale_http(ctx: Context, side: str) -> list[Figure]:
+    out = _scale_run(ctx, http=True)
+    if out["shipped_seen"] != _sizes(ctx).scale_files:
+        raise VerificationError(
+            f"the daemon saw {out['shipped_seen']} files shipped, not {_sizes(ctx).scale_files}"
+        )
+    scrape = out["scrape_ms"]
+    return [
+        *_scale_figures(out),
+        Figure(
+            "scrape /metrics, median", scrape["/metrics p50"], "ms", False, Target("< 100 ms", 100)
+        ),
+        Figure("scrape /metrics, slowest", scrape["/metrics max"], "ms", False),
+        Figure("GET /status.json, median", scrape["/status.json p50"], "ms", False),
+        Figure("GET / (the page), median", scrape["/ p50"], "ms", False),
+        Figure("probe requests while idle", out["idle_requests"], "req", False),
+    ]
+
+
+def _scale_run(ctx: Context, *, http: bool) -> dict[str, Any]:
+    manifest = _scale_manifest(ctx, http=http)
+    out: dict[str, Any] = run_isolated(scale_worker, str(manifest), _sizes(ctx).idle_s)
     if out["requests"] or out["queued"] or out["pending"]:
         raise VerificationError(
             f"start-up on a shipped tree made {out['requests']} requests and queued "
@@ -1072,6 +1244,10 @@ def watch_scale(ctx: Context, side: str) -> list[Figure]:
         )
     if out["watch_failed"]:
         raise VerificationError(f"the watch failed: {out['watch_failed']}")
+    return out
+
+
+def _scale_figures(out: dict[str, Any]) -> list[Figure]:
     return [
         Figure("start-up (reconcile + watch)", out["startup"], "s", False),
         Figure("rescan pass", out["rescan"], "s", False),

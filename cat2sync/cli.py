@@ -17,8 +17,8 @@ from typing import Any
 
 from . import __version__, status
 from .errors import Cat2Error, ConfigError, ManifestError, StateLockedError
-from .events import printable
-from .manifest import Manifest, load_manifest, starter_manifest
+from .events import human_bytes, printable
+from .manifest import HttpAddress, Manifest, load_manifest, parse_address, starter_manifest
 from .plugins.manager import Plugins
 from .progress import Progress, ProgressHandler, Snapshot
 
@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "the server in step; logs one 'ready' line once the watches are armed.",
     )
     run.add_argument("manifest", type=Path)
+    run.add_argument(
+        "--http",
+        type=_http_address,
+        metavar="ADDR",
+        help="serve the status page, /metrics and /status.json at HOST:PORT "
+        "(or PORT, on 127.0.0.1), instead of the manifest's daemon.http",
+    )
 
     once = sub.add_parser(
         "once",
@@ -100,7 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a manifest and exit")
     validate.add_argument("manifest", type=Path)
 
-    status = sub.add_parser("status", help="per rule: last pass, pending files, last error")
+    status = sub.add_parser(
+        "status",
+        help="per rule: is it keeping up (moved, backlog, last success, errors, server)",
+    )
     status.add_argument("manifest", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -147,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _http_address(text: str) -> HttpAddress:
+    try:
+        return HttpAddress(*parse_address(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _plugins() -> Plugins:
     try:
         return Plugins()
@@ -185,7 +202,7 @@ def _make_daemon(manifest: Manifest, plugins: Plugins, args: argparse.Namespace)
     _setup_logging(
         args.log_level or manifest.daemon.log_level, args.log_format or manifest.daemon.log_format
     )
-    return Daemon(manifest, plugins=plugins)
+    return Daemon(manifest, plugins=plugins, http=getattr(args, "http", None))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -237,13 +254,54 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
-    for name, st in doc["rules"].items():
-        print(
-            f"{name}: last pass {st['last_pass'] or 'never'}, {st['pending']} pending"
-            + (f", last error: {st['last_error']}" if st["last_error"] else "")
-            + (f", next retry {st['next_retry']}" if st["next_retry"] else "")
-        )
+    for name, rule in doc["rules"].items():
+        print("\n".join(_rule_lines(name, rule, doc["servers"][rule["server"]])))
     return EXIT_OK
+
+
+def _rule_lines(name: str, rule: dict[str, Any], server: dict[str, Any]) -> list[str]:
+    """A rule for people: is it keeping up, and if not, why."""
+    lines = [
+        f"{name}: last pass {rule['last_pass'] or 'never'}, "
+        f"last success {rule['last_success'] or 'never'}: {_verdict(rule)}"
+    ]
+    moved = ", ".join(f"{m['files']} {kind}" for kind, m in rule["moved"].items())
+    lines.append(
+        f"  moved: {moved or 'nothing yet'} ({human_bytes(rule['bytes_up'])} up, "
+        f"{human_bytes(rule['bytes_down'])} down)"
+    )
+    if rule["pending"]:
+        age = _age(rule["oldest_pending_age"])
+        lines.append(f"  backlog: {rule['pending']} file(s), the oldest waiting for {age}")
+    if rule["last_error"]:
+        retry = f" (next retry {rule['next_retry']})" if rule["next_retry"] else ""
+        lines.append(f"  last error: {rule['last_error']}{retry}")
+    lines.append(f"  server {rule['server']}: {_answered(server)}")
+    return lines
+
+
+def _verdict(rule: dict[str, Any]) -> str:
+    if rule["pass_error"] or rule["last_error"]:
+        return "NOT keeping up (see the last error)"
+    if rule["pending"]:
+        return f"catching up ({rule['pending']} waiting)"
+    return "keeping up" if rule["last_pass"] else "no pass yet"
+
+
+def _answered(server: dict[str, Any]) -> str:
+    where = server["url"] or "embedded"
+    if server["answered"] is None:
+        return f"{where}, no request recorded yet"
+    answer = "answered" if server["answered"] else "did NOT answer"
+    return f"{where}, {answer} at the last attempt (so since {server['since']})"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _pair(text: str, flag: str) -> tuple[str, str]:

@@ -15,11 +15,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from . import status
 from .client import Client
 from .embedded import EmbeddedServers
 from .engine.backlog import Backlog
@@ -29,12 +31,15 @@ from .engine.mode import ONCE, RUN
 from .engine.upload import UploadEngine
 from .errors import Cat2Error, ManifestError
 from .events import Event, EventKind, EventSink
-from .manifest import Manifest, ServerConfig, load_manifest
+from .manifest import HttpAddress, Manifest, ServerConfig, load_manifest
+from .metrics import CONTENT_TYPE, Metrics
 from .plugins.manager import Plugins
 from .progress import Snapshot
 from .scheduler import Scheduler
 from .state import StateStore
+from .telemetry import Telemetry
 from .watcher import Batch, Change, Watcher
+from .web import Route, StatusServer, routes
 
 __all__ = ["Daemon"]
 
@@ -43,6 +48,7 @@ log = logging.getLogger("cat2sync")
 _DELETION_DEBOUNCE = 1.0  # a deletion may be half of a rename: decide a moment later
 _MANIFEST_POLL = 1.0
 _WATCH_FALLBACK_POLL = 5.0  # seconds between rescans when the OS cannot watch
+_PROBE_CHECK = 1.0  # seconds between looks at whether a server has been idle long enough
 _CHANGED_KINDS = frozenset({EventKind.UPLOADED, EventKind.APPENDED, EventKind.MOVED})
 
 
@@ -90,6 +96,8 @@ class Daemon:
     :param plugins: the plugins to use (default: the built-in ones only; the CLI loads
         the installed ones too).
     :param emit: also receives every :class:`Event` (tests collect them).
+    :param http: serve the status page there instead of at the manifest's
+        ``[daemon] http`` (``cat2sync run --http``).
     """
 
     def __init__(
@@ -98,11 +106,18 @@ class Daemon:
         *,
         plugins: Plugins | None = None,
         emit: EventSink | None = None,
+        http: HttpAddress | None = None,
     ) -> None:
         self.manifest = manifest
         self.plugins = plugins if plugins is not None else Plugins(entry_points=False)
         self._extra_emit = emit
         self.state = StateStore(manifest.daemon.state_dir)
+        self._started = time.time()
+        self._http = http
+        self.telemetry = Telemetry(manifest.daemon.state_dir)
+        self.metrics = Metrics(self.telemetry, self._look)
+        #: The status page and metrics endpoint, while ``run`` serves them.
+        self.web: StatusServer | None = None
         self._embedded = EmbeddedServers(manifest.daemon.state_dir)
         self._server_cfgs: dict[str, ServerConfig] = {}
         self.clients: dict[str, Client] = {}
@@ -142,7 +157,8 @@ class Daemon:
                 old = self.clients.pop(name, None)
                 if old is not None:
                     old.close()
-                self.clients[name] = self._embedded.connect(cfg)
+                observe = partial(self.telemetry.observer, cfg.name)
+                self.clients[name] = self._embedded.connect(cfg, observe=observe)
                 self._server_cfgs[name] = cfg
         state, emit, plugins = self.state, self.emit, self.plugins
         old_uploads = self.uploads
@@ -197,6 +213,7 @@ class Daemon:
         )
         log.log(level, "%s: %s", event.rule, event.describe())
         self.state.add_total(event.rule, event.kind.value, event.bytes)
+        self.telemetry.event(event)
         self.plugins.event(event)
         if self._extra_emit is not None:
             self._extra_emit(event)
@@ -223,7 +240,9 @@ class Daemon:
         engine = self.uploads.get(rule_name)
         if engine is None:
             return
-        for file in engine.run_pass().to_send:
+        with self.telemetry.pass_of(rule_name):
+            result = engine.run_pass()
+        for file in result.to_send:
             self.backlog.add(engine.rule, file.relpath, file.mtime_ns / 1e9)
 
     def mirror_pass(self, rule_name: str, *, full: bool = False) -> int:
@@ -234,7 +253,8 @@ class Daemon:
         engine = self.mirrors.get(rule_name)
         if engine is None:
             return 0
-        result = engine.run_pass(full=full)
+        with self.telemetry.pass_of(rule_name):
+            result = engine.run_pass(full=full)
         for remote in result.changed_remotes:
             self.lazy.operand_changed(remote)
         return result.failed
@@ -295,6 +315,9 @@ class Daemon:
         for name, lazy in self.lazyexprs.items():
             if lazy.rule.refresh == "every" and lazy.rule.every:
                 jobs.add(every(f"lazy:{name}", lazy.rule.every, partial(self.lazy.refresh, lazy)))
+        if self.web is not None:  # server_up stays current while nothing else is sent
+            for name in self.clients:
+                jobs.add(every(f"probe:{name}", _PROBE_CHECK, partial(self._probe, name)))
         self._rule_jobs = jobs
 
     # -- hot reload ------------------------------------------------------------
@@ -322,10 +345,18 @@ class Daemon:
             old_folders = self._watched_folders()
             old_lazy = dict(self.lazyexprs)
             try:
-                self._apply(new)
+                web = self._web_for(new)
             except Cat2Error as exc:
                 log.error("manifest not reloaded, the previous one keeps running: %s", exc)
                 return
+            try:
+                self._apply(new)
+            except Cat2Error as exc:
+                log.error("manifest not reloaded, the previous one keeps running: %s", exc)
+                if web is not self.web and web is not None:
+                    web.stop()
+                return
+            self._swap_web(web)
             if self._watched_folders() != old_folders:
                 self._arm_watcher()
             self._schedule()
@@ -340,10 +371,54 @@ class Daemon:
                 len(self.lazyexprs),
             )
 
+    # -- the status page and metrics --------------------------------------------
+
+    def _web_for(self, manifest: Manifest) -> StatusServer | None:
+        """The listener ``manifest`` asks for: the running one if its address is the
+        same, else a new one, bound (not serving yet).
+
+        :raises ConfigError: the address is busy or not this machine's.
+        """
+        address = self._http or manifest.daemon.http
+        if address is None:
+            return None
+        if self.web is not None and self.web.address == address:
+            return self.web
+        return StatusServer(
+            address, routes(Route(CONTENT_TYPE, self.metrics.render), self.live_status)
+        )
+
+    def _swap_web(self, web: StatusServer | None) -> None:
+        if web is self.web:
+            return
+        old, self.web = self.web, web
+        if old is not None:
+            old.stop()
+        if web is not None:
+            web.start()
+            log.info("status page at %s (metrics at %smetrics)", web.url, web.url)
+
+    def _probe(self, server: str) -> None:
+        client = self.clients.get(server)
+        if client is not None:
+            self.telemetry.probe(server, client.get_roots)
+
+    def _look(self) -> tuple[Manifest, status.Snapshot]:
+        manifest = self.manifest
+        snap = status.snapshot(manifest, self.state, self.telemetry, self.backlog.in_flight())
+        return manifest, snap
+
+    def live_status(self) -> dict[str, object]:
+        """The status document with what only the running daemon knows (``/status.json``)."""
+        manifest, snap = self._look()
+        return status.live_document(manifest, snap, self.telemetry, started=self._started)
+
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Reconcile every rule, arm the watches and the periodic jobs."""
+        """Serve the status page (if asked to), reconcile every rule, arm the watches
+        and the periodic jobs."""
+        self._swap_web(self._web_for(self.manifest))
         self._begin()
         self._arm_watcher()  # before the first pass, so no change falls between the two
         for name in self.uploads:
@@ -359,10 +434,11 @@ class Daemon:
         self.scheduler.start()
         self.lazy.start()
         log.info(
-            "ready: watching %s; mirroring %s; server %s",
+            "ready: watching %s; mirroring %s; server %s%s",
             ", ".join(str(e.rule.local) for e in self.uploads.values()) or "nothing",
             ", ".join(m.rule.remote for m in self.mirrors.values()) or "nothing",
             ", ".join(self.server_urls.values()) or "none",
+            f"; status page {self.web.url}" if self.web is not None else "",
         )
         _notify_systemd("READY=1")
 
@@ -402,6 +478,7 @@ class Daemon:
     def close(self) -> None:
         """Stop everything and persist state; safe to call more than once."""
         _notify_systemd("STOPPING=1")
+        self._swap_web(None)
         if self.watcher is not None:
             self.watcher.stop()
         self.scheduler.shutdown()

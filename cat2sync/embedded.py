@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from .client import Client
@@ -23,6 +24,8 @@ __all__ = ["EMBEDDED_USER", "EmbeddedServers"]
 log = logging.getLogger("cat2sync")
 
 EMBEDDED_USER = "cat2sync@example.com"  # the server wants a dotted domain
+
+Observer = Callable[[str, str], None]  # a client's request observer (RequestObserver)
 
 
 class EmbeddedServers:
@@ -37,13 +40,19 @@ class EmbeddedServers:
         self._start = start
         self._servers: dict[str, LocalServer] = {}
 
-    def connect(self, cfg: ServerConfig) -> Client:
-        """A client for ``cfg``: its URL, or its embedded server."""
+    def connect(
+        self, cfg: ServerConfig, *, observe: Callable[[str], Observer] | None = None
+    ) -> Client:
+        """A client for ``cfg``: its URL, or its embedded server.
+
+        :param observe: makes the client's request observer, given the server's URL.
+        """
         url, username, password = cfg.url, cfg.username, cfg.password
         if url is None:
             url, username, password = self.login(cfg)
         auth = (username, password) if username and password is not None else None
-        return Client(url, auth, timeout=cfg.timeout, verify=cfg.verify)
+        observer = observe(url) if observe is not None else None
+        return Client(url, auth, timeout=cfg.timeout, verify=cfg.verify, observer=observer)
 
     def login(self, cfg: ServerConfig) -> tuple[str, str, str]:
         """Start ``cfg``'s server if it is not running; returns its URL and login."""

@@ -23,7 +23,14 @@ from ._files import TEMP_PREFIX, atomic_writer, is_native, unpack_frame
 from ._keys import field_names, slice_param
 from ._objects import Dataset, File, Group, Root
 from ._paths import RemotePath
-from ._transport import DEFAULT_WORK_TIMEOUT, Credentials, TransferStats, Transport, api_path
+from ._transport import (
+    DEFAULT_WORK_TIMEOUT,
+    Credentials,
+    RequestObserver,
+    TransferStats,
+    Transport,
+    api_path,
+)
 
 __all__ = ["Client"]
 
@@ -80,6 +87,8 @@ class Client:
     :param verify: TLS verification: True, False, or a CA bundle path.
     :param transport: an httpx transport to use instead of a real connection (tests
         inject faults with it).
+    :param observer: called after every HTTP exchange with its API verb and outcome
+        (the daemon's metrics count requests with it).
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class Client:
         retries: int = 3,
         verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.urlbase = urlbase.rstrip("/")
         self.timeout = timeout
@@ -105,6 +115,7 @@ class Client:
             retries=retries,
             verify=verify,
             transport=transport,
+            observer=observer,
         )
         self._features = ServerFeatures(self._t)
 

@@ -7,6 +7,7 @@ Everything that turns an httpx exception or an HTTP error status into a
 from __future__ import annotations
 
 import random
+import re
 import ssl
 import threading
 import time
@@ -28,7 +29,7 @@ from ..errors import (
     TransportError,
 )
 
-__all__ = ["Credentials", "TransferStats", "Transport", "api_path"]
+__all__ = ["Credentials", "RequestObserver", "TransferStats", "Transport", "api_path"]
 
 _T = TypeVar("_T")
 
@@ -118,17 +119,57 @@ class _CountingStream(httpx.SyncByteStream):
             close()
 
 
-class _CountingTransport(httpx.BaseTransport):
-    """Counts body bytes in both directions; wraps the real (or an injected) transport."""
+#: Told of every HTTP exchange, retries and logins included: ``(endpoint, outcome)``,
+#: the API verb (``info``, ``fetch``, ``upload``, ``login``...) and ``ok``,
+#: ``client_error`` (4xx), ``server_error`` (5xx) or ``transport_error`` (no answer).
+RequestObserver = Callable[[str, str], None]
+_VERB = re.compile(r"[a-z_]+")
 
-    def __init__(self, inner: httpx.BaseTransport, stats: TransferStats) -> None:
+
+def endpoint_of(path: str) -> str:
+    """The API verb of a request path (``/api/fetch/@public/x`` -> ``fetch``), never a
+    remote name: what requests are counted by."""
+    parts = path.split("/", 3)
+    if len(parts) > 2 and parts[1] == "api":
+        verb = parts[2]
+    elif parts[1] == "auth":
+        verb = parts[-1]  # /auth/jwt/login
+    else:
+        verb = ""
+    return verb if _VERB.fullmatch(verb) else "other"
+
+
+def _outcome(status: int) -> str:
+    return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+
+
+class _CountingTransport(httpx.BaseTransport):
+    """Counts body bytes in both directions, and tells ``observer`` how each request
+    ended; wraps the real (or an injected) transport."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        stats: TransferStats,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._inner = inner
         self._stats = stats
+        self._observer = observer
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self._stats.add(requests=1)
         request.stream = _CountingStream(request.stream, self._add_sent)
-        response = self._inner.handle_request(request)
+        if self._observer is None:
+            response = self._inner.handle_request(request)
+        else:
+            endpoint = endpoint_of(request.url.path)
+            try:
+                response = self._inner.handle_request(request)
+            except httpx.TransportError:
+                self._observer(endpoint, "transport_error")
+                raise
+            self._observer(endpoint, _outcome(response.status_code))
         response.stream = _CountingStream(response.stream, self._add_received)
         return response
 
@@ -220,6 +261,7 @@ class Transport:
         retries: int = 3,
         verify: bool | str = True,
         transport: httpx.BaseTransport | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.urlbase = urlbase.rstrip("/")
         self.credentials = credentials
@@ -229,6 +271,7 @@ class Transport:
         self.stats = TransferStats()
         self._verify = verify
         self._injected = transport
+        self._observer = observer
         self._login_lock = threading.RLock()
         self._logins = 0  # counts logins, so that concurrent 401s log in only once
         self._http = self._new_http(httpx.Cookies())
@@ -247,7 +290,7 @@ class Transport:
         )
         return httpx.Client(
             base_url=self.urlbase,
-            transport=_CountingTransport(inner, self.stats),
+            transport=_CountingTransport(inner, self.stats, self._observer),
             timeout=self.timeout,
             cookies=cookies,
             headers={"User-Agent": "cat2sync"},

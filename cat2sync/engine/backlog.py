@@ -117,6 +117,11 @@ class Backlog:
         with self._books:
             return Counts(self._done, len(self._noticed), tuple(self._active.values()))
 
+    def in_flight(self) -> tuple[Key, ...]:
+        """The ``(rule, relpath)`` of the files being sent now."""
+        with self._books:
+            return tuple(self._active)
+
     # -- one file --------------------------------------------------------------
 
     def run_due(self, key: object) -> float | None:

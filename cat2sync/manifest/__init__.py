@@ -28,6 +28,7 @@ from ._loader import load_manifest
 from ._model import (
     REQUIRED,
     DaemonConfig,
+    HttpAddress,
     LazyExprRule,
     Manifest,
     OnConflict,
@@ -40,10 +41,12 @@ from ._model import (
     UploadRule,
 )
 from ._starter import starter_manifest
+from ._values import parse_address
 
 __all__ = [
     "REQUIRED",
     "DaemonConfig",
+    "HttpAddress",
     "LazyExprRule",
     "Manifest",
     "OnConflict",
@@ -55,6 +58,7 @@ __all__ = [
     "TransformSpec",
     "UploadRule",
     "load_manifest",
+    "parse_address",
     "parse_duration",
     "starter_manifest",
 ]

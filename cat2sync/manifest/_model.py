@@ -73,15 +73,29 @@ class TransformSpec:
     params: Mapping[str, Any] = field(default_factory=_empty_mapping, hash=False)
 
 
+@dataclass(frozen=True, slots=True)
+class HttpAddress:
+    """Where ``cat2sync run`` serves its status page and metrics (port 0: any free one)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
-    """The ``[daemon]`` table. ``state_dir`` defaults to ``.cat2sync`` beside the manifest."""
+    """The ``[daemon]`` table. ``state_dir`` defaults to ``.cat2sync`` beside the manifest;
+    ``http`` is None when no status endpoint is wanted."""
 
     state_dir: Path
     log_level: str = "info"
     log_format: LogFormat = "text"
     rescan: float = 600.0
     retry_max: float = 300.0
+    http: HttpAddress | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,14 +6,20 @@ Pure functions of text: the table readers and ``starter_manifest`` share them.
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import json
 import re
+from typing import Final
 from urllib.parse import urlsplit
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ROOT = re.compile(r"@[A-Za-z0-9_-]+")
 _MAX_SHOWN = 60
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+_ADDRESS = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*)):(?P<port>[0-9]+)")
+#: Where a status endpoint given by its port alone listens: this machine only.
+LOOPBACK: Final = "127.0.0.1"
 
 
 def join_key(prefix: str, key: str) -> str:
@@ -109,3 +115,46 @@ def url_problem(url: str, *, as_written: str | None = None) -> str | None:
         shown = show(url if as_written is None else as_written)
         return f'expected "embedded" or an http:// or https:// URL, got {shown}'
     return None
+
+
+def parse_address(value: object) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6]:port"`` or a port alone (on :data:`LOOPBACK`) as
+    ``(host, port)``; port 0 means any free port.
+
+    :raises ValueError: with a one-line message.
+    """
+    expected = 'expected "host:port" like "127.0.0.1:9464", or a port'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return LOOPBACK, _port(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{expected}, got {show(value)}")
+    if value.isdigit():
+        return LOOPBACK, _port(int(value))
+    match = _ADDRESS.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{expected}, got {show(value)}")
+    host = match["v6"] if match["v6"] is not None else match["host"]
+    if not host:
+        raise ValueError(
+            f'{show(value)} names no host: "127.0.0.1:{match["port"]}" for this machine only, '
+            f'"0.0.0.0:{match["port"]}" for every network interface'
+        )
+    if not _is_host(host, ipv6=match["v6"] is not None):
+        raise ValueError(f"{expected}; {show(host)} is not a host name or IP address")
+    return host, _port(int(match["port"]))
+
+
+def _port(port: int) -> int:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"the port must be between 0 and 65535, got {port}")
+    return port
+
+
+def _is_host(host: str, *, ipv6: bool) -> bool:
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOSTNAME.fullmatch(host))
