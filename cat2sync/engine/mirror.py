@@ -78,9 +78,10 @@ __all__ = ["MirrorEngine", "PassResult"]
 
 log = logging.getLogger(__name__)
 
-#: Chunk requests a journal pass may spend extending one dataset (else it is fetched
-#: whole, in one): a pass after K changes costs at most 3 + 2K requests.
+#: Chunk requests a journal pass may spend extending one dataset (else a small one is
+#: fetched whole, in one): a pass after K changes costs at most 3 + 2K requests.
 _JOURNAL_CHUNKS = 2
+_SMALL_DATASET = 4 * 2**20  # compressed bytes: fetched whole rather than by many chunks
 
 # Stored and served byte for byte; anything else travels as the server's compressed
 # frame and arrives decompressed (caterva2-rest.md §2).
@@ -297,11 +298,13 @@ class MirrorEngine:
         for name, why in plan.skipped:
             self._skip(name, why, result)
         entries = list(plan.entries)
+        renamed: set[str] = set()  # moved away locally: nothing left to delete there
         for move in plan.moves:  # before anything is fetched: a name may be moved onto
             moved = self._move_local(move)
             if moved is None:
                 entries.append(Entry(move.name, move.target, False, move.info, move.etag, False))
             else:
+                renamed.add(move.record.remote_rel)
                 self._tally(moved, result)
         with ThreadPoolExecutor(
             max_workers=self.rule.concurrency, thread_name_prefix="cat2sync-mirror"
@@ -320,7 +323,8 @@ class MirrorEngine:
                 )
             )
         for rec in plan.removals:
-            self._delete_local(rec, result)
+            if rec.remote_rel not in renamed:
+                self._delete_local(rec, result)
         return result
 
     def _sweep_temporaries(self) -> None:
@@ -398,11 +402,15 @@ class MirrorEngine:
     @staticmethod
     def _may_extend(entry: Entry, info: Mapping[str, Any], grown: Extend) -> bool:
         """Whether to fetch only new chunks: never when a journal says the dataset was
-        replaced; and, following a journal (whose pass costs at most two requests a
-        change), only when that takes no more than two chunks."""
+        replaced. Following a journal (whose pass costs at most two requests a change),
+        a small dataset whose growth spans more chunks is fetched whole, in one request;
+        a large one is still extended, since its bytes matter more than its requests."""
         if not entry.may_extend:
             return False
-        return entry.info is None or chunks_to_fetch(info, grown.old_rows) <= _JOURNAL_CHUNKS
+        if entry.info is None or chunks_to_fetch(info, grown.old_rows) <= _JOURNAL_CHUNKS:
+            return True
+        cbytes = schunk_info(info).get("cbytes")
+        return isinstance(cbytes, int) and cbytes > _SMALL_DATASET
 
     def _move_local(self, move: LocalMove) -> _Outcome | None:
         """Rename the local copy a journal says moved; None when it cannot be trusted

@@ -275,10 +275,11 @@ def test_lost_responses_duplicate_nothing(
     site.seed()
     with running(site.manifest()) as run:
         site.converge(client, run, fault_stats, "at the start")
+        frames = "/up/frames.b2nd"  # the data's appends (the change journal appends too)
         for rows in (40, 64, 1):  # a partial chunk, whole chunks, one row
-            appends = proxy.count("POST", "/api/append/")
+            appends = proxy.count("POST", frames)
             failed = len(run.of(EventKind.FAILED))
-            proxy.inject("lose-response", method="POST", path="/api/append/")
+            proxy.inject("lose-response", method="POST", path=frames)
             site.grow(rows)
             wait_until(
                 lambda f=failed: len(run.of(EventKind.FAILED)) > f,
@@ -288,7 +289,7 @@ def test_lost_responses_duplicate_nothing(
             )
             fault_stats.fault("append applied, answer lost (proxy)")
             site.converge(client, run, fault_stats, f"after a lost append of {rows} rows")
-            assert proxy.count("POST", "/api/append/") == appends + 1  # never re-sent
+            assert proxy.count("POST", frames) == appends + 1  # never re-sent
         for step in ("/api/upload/", "/api/move/"):
             proxy.inject("lose-response", method="POST", path=step)
             site.note(f"lost-{step.strip('/').split('/')[-1]}.json")

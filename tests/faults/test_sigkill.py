@@ -406,6 +406,27 @@ def _scenario(
         instruments.close()
 
 
+def _follower(tmp_path: Path, server: LocalServer, r_up: str) -> Path:
+    """A subscriber of the upload folder in a daemon of its own, never killed: after
+    each kill of the uploader, its journal passes must bring it to the remote content."""
+    return write_manifest(
+        tmp_path / "follower" / "cat2sync.toml",
+        url=server.url,
+        username=ALICE[0],
+        password=ALICE[1],
+        subscribe=[
+            {
+                "name": "follow",
+                "root": r_up,
+                "local": str(tmp_path / "followed"),
+                "every": "1s",
+                "delete": True,
+                "max_delete": 1.0,
+            }
+        ],
+    )
+
+
 def _compare(
     client: Client, instruments: Instruments, r_up: str, mirror_src: Path, mirror_up: Path
 ) -> Tally:
@@ -418,7 +439,12 @@ def _compare(
     if tally.problems:
         return tally  # not converged yet: the rest would only cost time
     tally = tally.merge(compare_remote(client, instruments.r_src, instruments.truth))
-    for folder, expected in ((mirror_src, instruments.truth), (mirror_up, source)):
+    followed = mirror_up.parent / "followed"
+    for folder, expected in (
+        (mirror_src, instruments.truth),
+        (mirror_up, source),
+        (followed, source),
+    ):
         tally = tally.merge(compare_local(folder, expected))
     return tally
 
@@ -465,11 +491,15 @@ def test_sigkill_trials(
             instruments.local_versions,
         )
         trigger = Trigger(tmp_path, server, r_up)
+        (tmp_path / "follower").mkdir()
+        follow = _follower(tmp_path, server, r_up)
         proc = DaemonProcess(manifest, tmp_path / "daemon.log").start()
+        follower = DaemonProcess(follow, tmp_path / "follower.log").start()
         watchdog.start()
         log: list[str] = []
         try:
             proc.wait_ready()
+            follower.wait_ready()
             for trial in range(TRIALS):
                 kind = KINDS[trial % len(KINDS)]
                 began = time.monotonic()
@@ -523,6 +553,7 @@ def test_sigkill_trials(
         finally:
             watched_to_the_end = watchdog.is_alive()
             stopped = proc.stop()
+            follower.stop()
             watchdog.stop()
         assert watched_to_the_end, "the watchdog died (see the thread's exception above)"
         assert stopped == 0  # SIGTERM after all that: a clean stop
@@ -534,6 +565,13 @@ def test_sigkill_trials(
         assert watchdog.checked > 0
         text = proc.text()
         assert "Traceback" not in text and "unexpected error" not in text, text[-4000:]
+        # The follower kept up through its journal passes: it never had to fall back to a
+        # full pass because a journal the killed uploader left could not be trusted.
+        followed = follower.text()
+        fault_stats.journal_passes += followed.count("from the journal")
+        untrusted = [line for line in followed.splitlines() if "a full pass:" in line]
+        fault_stats.untrusted_journals += len(untrusted)
+        assert untrusted == [], untrusted
 
 
 def test_sigkill_mid_download_leaves_no_temporary(

@@ -42,6 +42,8 @@ class FaultStats:
     conflicts: int = 0  # conflict copies made (and checked: one per conflict)
     local_bytes_lost: int = 0  # local files gone without their verified copy on the server
     foreign_bytes_lost: int = 0  # bytes another writer put on the server, gone
+    journal_passes: int = 0  # a subscriber's passes that followed the change journal
+    untrusted_journals: int = 0  # journals a killed uploader left that a reader refused
     leaked: Counter[str] = field(default_factory=Counter)
 
     def fault(self, kind: str, count: int = 1) -> None:
@@ -74,6 +76,8 @@ class FaultStats:
             ("conflicts created (one copy each)", str(self.conflicts)),
             ("local bytes lost", str(self.local_bytes_lost)),
             ("remote bytes of other writers lost", str(self.foreign_bytes_lost)),
+            ("subscriber passes that followed the journal", str(self.journal_passes)),
+            ("journals left untrusted by a kill", str(self.untrusted_journals)),
             ("leaked (total)", str(sum(self.leaked.values()))),
         ]
         rows += [(f"leaked: {kind}", str(n)) for kind, n in sorted(self.leaked.items())]
