@@ -14,6 +14,9 @@ user would do without it:
   downloads. Reference: the upstream client downloads it again.
 * ``watch-latency``: a burst of 100 files in a watched folder, from settled to stored.
 * ``watch-scale``: start-up, memory and idle CPU with 100,000 files already shipped.
+* ``watch-latency-no-journal`` and ``watch-latency-unchecked``: the burst without the
+  change journal, and without the conflict check either (``on_conflict = "overwrite"``):
+  what each costs per file.
 * ``watch-latency-http`` and ``watch-scale-http``: the same two with the status
   endpoint on (``[daemon] http``) and scraped every second; the second also times
   scrapes of ``/metrics``, ``/status.json`` and ``/`` once the daemon has seen 100,000
@@ -329,6 +332,7 @@ class _DaemonWatch(_Watching):
         settle: float,
         *,
         http: bool = False,
+        rule: dict[str, Any] | None = None,
     ) -> None:
         from cat2sync.daemon import Daemon
         from cat2sync.manifest import load_manifest
@@ -347,6 +351,7 @@ class _DaemonWatch(_Watching):
                     "remote": remote_dir,
                     "settle": settle,
                     "include": ["**/*.b2nd"],
+                    **(rule or {}),
                 }
             ],
             http=http,
@@ -518,9 +523,10 @@ def _watcher(
     settle: float,
     *,
     http: bool = False,
+    rule: dict[str, Any] | None = None,
 ) -> _Watching:
     if side == "cat2sync":
-        return _DaemonWatch(ctx, work, folder, remote_dir, settle, http=http)
+        return _DaemonWatch(ctx, work, folder, remote_dir, settle, http=http, rule=rule)
     return _AgentWatch(ctx, work, folder, remote_dir)
 
 
@@ -1067,7 +1073,29 @@ def watch_latency_http(ctx: Context, side: str) -> list[Figure]:
     return _burst(ctx, side, http=True)
 
 
-def _burst(ctx: Context, side: str, *, http: bool) -> list[Figure]:
+@case(
+    "watch-latency-no-journal",
+    "the same burst without the change journal (journal = false): beside watch-latency, "
+    "what the journal costs a burst",
+    sides=("cat2sync",),
+)
+def watch_latency_no_journal(ctx: Context, side: str) -> list[Figure]:
+    return _burst(ctx, side, http=False, rule={"journal": False})
+
+
+@case(
+    "watch-latency-unchecked",
+    "the same burst as before conflicts were detected (on_conflict = overwrite, no "
+    "journal): beside watch-latency-no-journal, what checking another writer costs",
+    sides=("cat2sync",),
+)
+def watch_latency_unchecked(ctx: Context, side: str) -> list[Figure]:
+    return _burst(ctx, side, http=False, rule={"journal": False, "on_conflict": "overwrite"})
+
+
+def _burst(
+    ctx: Context, side: str, *, http: bool, rule: dict[str, Any] | None = None
+) -> list[Figure]:
     sz = _sizes(ctx)
     run = _next_run(ctx, f"burst-{side}")
     remote_dir = f"{REMOTE}/burst-{side}-{run}"
@@ -1083,7 +1111,9 @@ def _burst(ctx: Context, side: str, *, http: bool) -> list[Figure]:
     }
     written: dict[str, float] = {}
     pid = ctx.server_pid
-    with _watcher(ctx, side, work, folder, remote_dir, BURST_SETTLE, http=http) as watcher:
+    with _watcher(
+        ctx, side, work, folder, remote_dir, BURST_SETTLE, http=http, rule=rule
+    ) as watcher:
         cpu0 = _process_cpu(pid)
         for name, data in payloads.items():
             (folder / name).write_bytes(data)  # one write: the file is complete at once

@@ -276,6 +276,13 @@ def _rule_lines(name: str, rule: dict[str, Any], server: dict[str, Any]) -> list
     if rule["last_error"]:
         retry = f" (next retry {rule['next_retry']})" if rule["next_retry"] else ""
         lines.append(f"  last error: {rule['last_error']}{retry}")
+    if rule["conflicts"]:
+        latest = rule["latest_conflicts"][0]
+        where = f" -> {latest['copy']}" if latest["copy"] else " (skipped)"
+        lines.append(
+            f"  conflicts: {rule['conflicts']} kept, the latest {latest['time']}: "
+            f"{printable(latest['path'])}{printable(where)}"
+        )
     lines.append(f"  server {rule['server']}: {_answered(server)}")
     return lines
 

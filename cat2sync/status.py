@@ -1,8 +1,8 @@
 """What ``cat2sync status`` reports, read from the state store (the daemon may be running
 or not): per rule, the files and bytes it moved since the state folder was created, its
 backlog and how old the oldest file in it is, its last pass and last success, the last
-error and when a failed file is tried next, and whether its server answered at the
-last attempt.
+error and when a failed file is tried next, whether its server answered at the last
+attempt, and the conflicts it kept.
 
 A running daemon serves the same document as ``/status.json``, plus what only it knows
 (:func:`live_document`): the state of each rule (idle, working, waiting for retry,
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import __version__
+from .events import EventKind
 from .manifest import Manifest, UploadRule
-from .records import Pending, RuleStatus, Total
+from .records import Conflict, Pending, RuleStatus, Total
 from .state import StateStore
 from .telemetry import Reachability, Telemetry, direction_of, read_reachability
 
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 _LISTED_FILES = 20
+_LISTED_CONFLICTS = 5
 IDLE: Final = "idle"
 WORKING: Final = "working"
 RETRYING: Final = "waiting for retry"
@@ -50,6 +52,7 @@ class RuleReport:
     server: str
     status: RuleStatus
     totals: tuple[Total, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()  # the latest, newest first
 
     @property
     def failed(self) -> list[Pending]:
@@ -86,6 +89,7 @@ def rule_reports(manifest: Manifest, store: StateStore | None) -> list[RuleRepor
             server=rule.server,
             status=store.rule_status(rule.name) if store else RuleStatus(rule=rule.name),
             totals=tuple(store.totals(rule.name)) if store else (),
+            conflicts=tuple(store.conflicts(rule.name, limit=_LISTED_CONFLICTS)) if store else (),
         )
         for rule in manifest.rules()
     ]
@@ -135,6 +139,20 @@ def _rule(r: RuleReport, server: Reachability | None, now: float) -> dict[str, A
         "bytes_down": r.bytes_moved("down"),
         "server": r.server,
         "server_answered": None if server is None else server.up,
+        "conflicts": sum(t.files for t in r.totals if t.kind == EventKind.CONFLICT.value),
+        "latest_conflicts": [_conflict(c) for c in r.conflicts],
+    }
+
+
+def _conflict(c: Conflict) -> dict[str, Any]:
+    return {
+        "time": iso(c.created),
+        "side": c.side,
+        "path": c.path,
+        "remote": c.remote,
+        "action": c.action,
+        "copy": c.copy,
+        "reason": c.reason,
     }
 
 

@@ -9,7 +9,9 @@ import tomli_w
 
 from cat2sync import status
 from cat2sync.manifest import load_manifest
+from cat2sync.records import Conflict
 from cat2sync.state import StateStore
+from tests.helpers.cli import cli
 
 
 def _manifest(tmp_path: Path) -> Path:
@@ -44,3 +46,31 @@ def test_a_failed_file_says_when_it_is_tried_next(tmp_path: Path) -> None:
     assert rule["last_error"] == "503 Service Unavailable"
     assert rule["next_retry"] == status.iso(retry_at)
     assert rule["last_success"] == rule["last_pass"] is not None
+
+
+def test_conflicts_are_counted_and_the_latest_shown(tmp_path: Path) -> None:
+    path = _manifest(tmp_path)
+    manifest = load_manifest(path)
+    with StateStore(manifest.daemon.state_dir) as state:
+        state.record_pass("up", started=time.time(), error=None)
+        for n in range(2):
+            state.add_total("up", "conflict", 0)
+            state.add_conflict(
+                Conflict(
+                    rule="up",
+                    side="upload",
+                    path=f"run_{n}.b2nd",
+                    remote=f"@personal/x/run_{n}.b2nd",
+                    action="keep-both",
+                    copy=f"@personal/x/run_{n}.conflict-20261201T120000Z.b2nd",
+                    reason="the remote was changed by another writer since cat2sync wrote it",
+                    created=time.time() + n,
+                )
+            )
+    rule = status.report(manifest)["rules"]["up"]
+    assert rule["conflicts"] == 2
+    assert [c["path"] for c in rule["latest_conflicts"]] == ["run_1.b2nd", "run_0.b2nd"]
+    code, out, _ = cli("status", str(path))
+    assert code == 0
+    assert "  conflicts: 2 kept, the latest " in out
+    assert "run_1.b2nd -> @personal/x/run_1.conflict-20261201T120000Z.b2nd" in out
