@@ -11,8 +11,7 @@ subscriber's copy was written (that file's mtime). From the server CPU per pass 
 how many subscribers one server holds at that many datasets mirrored every minute.
 
 ``--fleet-journal off|on|both`` runs it without the change journal, with it, or both
-(the uploader's ``journal`` key); "on" fails with a clear message until the journal is
-wired into the engines.
+(the uploader's ``journal`` key; the default).
 
 ``journal-floor``: what the journal itself costs the server, with bare
 :mod:`cat2sync.journal` calls: an append of one entry and of a batch of 100, a
@@ -26,7 +25,6 @@ uploader's files, byte for byte, and no journal file.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -70,13 +68,6 @@ def _sizes(ctx: Context) -> FleetSizes:
     if ctx.tiny:
         return FleetSizes(ctx.small_files, ctx.fleet_subscribers, 1.0, 5.0, 2, 2, 3)
     return FleetSizes(ctx.small_files, ctx.fleet_subscribers, 5.0, 60.0, 3, 5, 10)
-
-
-def _journal_wired() -> bool:
-    """Whether this cat2sync's upload rules have the ``journal`` key (issue 15)."""
-    from cat2sync.manifest import UploadRule
-
-    return "journal" in {f.name for f in dataclasses.fields(UploadRule)}
 
 
 # -- the processes -------------------------------------------------------------------
@@ -255,8 +246,7 @@ def _fleet(ctx: Context, mode: str) -> list[Figure]:
         "settle": _SETTLE,
         "include": ["**/*.b2nd"],
     }
-    if _journal_wired():
-        upload["journal"] = mode == "with"
+    upload["journal"] = mode == "with"
     mirrors = [work / f"sub{i:02d}" / "mirror" for i in range(sz.subscribers)]
     with CountingProxy(ctx.url) as relay, _client(ctx) as checker:
         up = _manifest(work / "uploader" / "cat2sync.toml", relay.url, ctx.user, ("upload", upload))
@@ -407,11 +397,6 @@ def _figures(
 )
 def fleet(ctx: Context, side: str) -> list[Figure]:
     modes = JOURNAL_MODES[ctx.fleet_journal]
-    if "with" in modes and not _journal_wired():
-        raise RuntimeError(
-            "--fleet-journal on: the change journal is not wired into the engines yet "
-            "(upload rules have no `journal` key); use --fleet-journal off"
-        )
     figures: list[Figure] = []
     for mode in modes:
         figures += _fleet(ctx, mode)

@@ -92,8 +92,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fleet-journal",
         choices=("off", "on", "both"),
-        default="off",
-        help="the fleet case without the change journal, with it, or both (default: off)",
+        default="both",
+        help="the fleet case without the change journal, with it, or both (default: both)",
     )
     parser.add_argument(
         "--tiny",
