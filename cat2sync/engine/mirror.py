@@ -496,15 +496,7 @@ class MirrorEngine:
         rows, nbytes = self._extend(entry, decision) if isinstance(decision, Extend) else (None, 0)
         if rows is None:
             nbytes += self._download(entry)
-        shape = entry.info.get("shape")
-        self._record(
-            entry.name,
-            entry.target,
-            etag=entry.etag,
-            mtime=entry.info.get("mtime"),
-            shape=tuple(shape) if shape else None,
-            nchunks=schunk_info(entry.info).get("nchunks"),
-        )
+        self._record_entry(entry, ours=True)
         # HDF5 files and .b2z ("kind": "group") are files too, downloaded whole.
         event = Event(
             kind=EventKind.DOWNLOADED,
