@@ -13,6 +13,11 @@ how many subscribers one server holds at that many datasets mirrored every minut
 ``--fleet-journal off|on|both`` runs it without the change journal, with it, or both
 (the uploader's ``journal`` key; the default).
 
+``mirror-small-journal``: ``--small-files`` datasets shipped by a cat2sync upload rule
+(so the folder has a journal), mirrored by ``cat2sync once``: the cold pass, a pass
+with nothing changed and a pass after 10 changed, each in a fresh interpreter, beside
+the 1,001 requests of ``mirror-small-resync`` (a folder without a journal).
+
 ``journal-floor``: what the journal itself costs the server, with bare
 :mod:`cat2sync.journal` calls: an append of one entry and of a batch of 100, a
 no-change read (the listing of ``.cat2sync/`` plus one fetch), and the first read of a
@@ -42,9 +47,18 @@ from typing import Any
 import blosc2
 import numpy as np
 import tomli_w
-from _common import Context, Figure, Target, VerificationError, case
+from _common import Context, Figure, Target, VerificationError, case, run_isolated
 from _proxy import CountingProxy
-from daemon_cases import REMOTE, _client, _next_run, _process_cpu, _wait_for
+from daemon_cases import (
+    REMOTE,
+    _check_pass,
+    _client,
+    _next_run,
+    _process_cpu,
+    _wait_for,
+    _write_manifest,
+    daemon_once_worker,
+)
 
 #: The modes of ``--fleet-journal``, in the order they run.
 JOURNAL_MODES = {"off": ("without",), "on": ("with",), "both": ("without", "with")}
@@ -401,6 +415,91 @@ def fleet(ctx: Context, side: str) -> list[Figure]:
     for mode in modes:
         figures += _fleet(ctx, mode)
     return figures
+
+
+# -- one subscriber's passes over a journaled folder -----------------------------------
+
+_CHANGED = 10  # datasets changed before the last pass
+
+
+def _ship(manifest: Path) -> None:
+    """``cat2sync once`` on the uploader: every changed file sent, its journal flushed."""
+    _check_pass("uploader", run_isolated(daemon_once_worker, str(manifest)))
+
+
+def _check_copy(source: Path, mirror: Path) -> None:
+    files = _files(source)
+    found = {p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file()}
+    wrong = [rel for rel, path in files.items() if not _same(path, mirror / rel)]
+    if found != set(files) or wrong:
+        raise VerificationError(f"{mirror}: {len(wrong)} differ, {len(found ^ set(files))} extra")
+
+
+def _journal_pass(name: str, out: dict[str, Any], cold: dict[str, Any]) -> list[Figure]:
+    limit = 3 if name == "no change" else 3 + 2 * _CHANGED
+    return [
+        Figure(f"{name}: requests", out["requests"], "req", False, Target(f"≤ {limit} req", limit)),
+        Figure(f"{name}: server CPU", 1e3 * out["server_cpu"], "ms", False),
+        Figure(f"{name}: wall time", out["seconds"], "s", False),
+        Figure(
+            f"{name}: pass / cold mirror",
+            out["seconds"] / cold["seconds"],
+            "x",
+            False,
+            Target("≤ 0.2x", 0.2) if name == "no change" else None,
+        ),
+    ]
+
+
+@case(
+    "mirror-small-journal",
+    "the small datasets shipped by a cat2sync upload rule (journal on), mirrored: a pass "
+    "with nothing changed and one after 10 changed (beside mirror-small-resync)",
+    sides=("cat2sync",),
+)
+def mirror_small_journal(ctx: Context, side: str) -> list[Figure]:
+    run = _next_run(ctx, "small-journal")
+    work = ctx.scratch("small-journal")
+    source, mirror = work / "acquisition", work / "subscriber" / "mirror"
+    rng = np.random.default_rng(run)
+    names = [f"g{i % 10}/s{(i // 10) % 10}/d{i:05d}.b2nd" for i in range(ctx.small_files)]
+    for name in names:
+        _write_dataset(source / name, rng)
+    remote = f"{REMOTE}/small-journal-{run}"
+    rule = {"name": "acquisition", "local": str(source), "remote": remote, "settle": _SETTLE}
+    uploader = _write_manifest(
+        work / "uploader" / "cat2sync.toml", ctx.url, ctx.user, uploads=[rule]
+    )
+    subscriber = _write_manifest(
+        mirror.parent / "cat2sync.toml",
+        ctx.url,
+        ctx.user,
+        subscribe=[{"name": "mirror", "root": remote, "local": str(mirror)}],
+    )
+    time.sleep(_SETTLE)
+    _ship(uploader)
+    passes: dict[str, dict[str, Any]] = {}
+    for name in ("cold", "no change"):
+        passes[name] = run_isolated(daemon_once_worker, str(subscriber), ctx.server_pid)
+        _check_pass(name, passes[name])
+        _check_copy(source, mirror)
+    for name in rng.choice(names, _CHANGED, replace=False):
+        _write_dataset(source / name, rng)
+    time.sleep(_SETTLE)
+    _ship(uploader)
+    changed = run_isolated(daemon_once_worker, str(subscriber), ctx.server_pid)
+    _check_pass("after changes", changed)
+    _check_copy(source, mirror)
+    fetched = sum(changed["events"].get(kind, 0) for kind in ("downloaded", "extended"))
+    if fetched != _CHANGED:
+        raise VerificationError(f"{changed['events']}: expected {_CHANGED} datasets fetched")
+    shutil.rmtree(work)
+    cold = passes["cold"]
+    return [
+        Figure("cold pass: wall time", cold["seconds"], "s", False),
+        *_journal_pass("no change", passes["no change"], cold),
+        *_journal_pass(f"{_CHANGED} changed", changed, cold),
+    ]
 
 
 # -- the journal's own cost ------------------------------------------------------------

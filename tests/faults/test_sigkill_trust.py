@@ -73,6 +73,7 @@ class Instrument:
         self.rng = random.Random(seed)
         self.kept: dict[str, bytes] = {}  # old files, to be freed: their last content
         self.clashes: dict[str, Clash] = {}
+        self.conflicts_tallied = 0  # every check sees the earlier trials' conflicts again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
@@ -217,7 +218,8 @@ def _converge(client: Client, inst: Instrument, stats: FaultStats, what: str) ->
     finally:
         if last:
             stats.files_compared += last[0].files
-            stats.conflicts += last[0].conflicts
+            stats.conflicts += max(0, last[0].conflicts - inst.conflicts_tallied)
+            inst.conflicts_tallied = max(inst.conflicts_tallied, last[0].conflicts)
             stats.local_bytes_lost += last[0].local_bytes_lost
             stats.foreign_bytes_lost += last[0].foreign_bytes_lost
     return last[0]
